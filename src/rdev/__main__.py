@@ -1,0 +1,3 @@
+from rdev.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Adapters: the edges where rdev meets HTTP, SQL, processes, Kubernetes and other replicas."""

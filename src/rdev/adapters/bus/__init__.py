@@ -1,0 +1,1 @@
+"""Wake-ups between the parts of rdev and between replicas."""

@@ -1,0 +1,1 @@
+"""The HTTP edge: FastAPI routes, auth, limits, SSE, and the one error table."""

@@ -1,0 +1,47 @@
+"""The FastAPI application factory. Routes read their services from app state; the lifespan
+belongs to whoever built the services (bootstrap)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from fastapi import FastAPI
+
+from rdev.adapters.http import errors
+from rdev.adapters.http.middleware import EdgeMiddleware
+from rdev.adapters.http.routes import (
+    audit,
+    claude_config,
+    commands,
+    health,
+    keys,
+    projects,
+    streams,
+)
+from rdev.adapters.http.state import HttpServices
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_app(
+    services: HttpServices,
+    *,
+    max_body_bytes: int,
+    trusted_proxies: tuple[str, ...] = (),
+    lifespan: Lifespan | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="rdev",
+        version="0.1.0",
+        description="Run Claude Code, shell and git in development pods; stream output over SSE.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    errors.install(app)
+    for module in (health, keys, projects, commands, streams, claude_config, audit):
+        app.include_router(module.router)
+    app.add_middleware(
+        EdgeMiddleware, max_body_bytes=max_body_bytes, trusted_proxies=trusted_proxies
+    )
+    return app

@@ -1,0 +1,138 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware, so streams stay streams): request ids, the
+client IP behind trusted proxies, and the body-size limit."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rdev.adapters.http.errors import envelope
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class BodyTooLarge(HTTPException):
+    """An HTTPException so FastAPI's body parsing lets it through to the error table."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds {limit} bytes")
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class ClientIp:
+    """The socket peer, or — only when the peer is a trusted proxy — the right-most address in
+    X-Forwarded-For that is not itself a trusted proxy."""
+
+    def __init__(self, trusted: Sequence[str]) -> None:
+        self._trusted = [ipaddress.ip_network(n, strict=False) for n in trusted]
+
+    def _is_trusted(self, addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in self._trusted)
+
+    def resolve(self, scope: Scope) -> str | None:
+        client = scope.get("client")
+        peer = client[0] if client else None
+        if peer is None or not self._trusted or not self._is_trusted(peer):
+            return peer
+        forwarded = _header(scope, b"x-forwarded-for")
+        if not forwarded:
+            return peer
+        hops = [h.strip() for h in forwarded.decode("latin-1").split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self._is_trusted(hop):
+                try:
+                    return str(ipaddress.ip_address(hop))
+                except ValueError:
+                    return peer
+        return peer
+
+
+class EdgeMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, trusted_proxies: Sequence[str] = ()
+    ) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+        self.client_ip = ClientIp(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = (_header(scope, b"x-request-id") or b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["client_ip"] = self.client_ip.resolve(scope)
+        rid_header = (b"x-request-id", request_id.encode())
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            await send(message)
+
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await self._too_large(send_with_id, request_id)
+            return
+        try:
+            await self.app(scope, self._limited(receive), send_with_id)
+        except BodyTooLarge:
+            if not started:
+                await self._too_large(send_with_id, request_id)
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise BodyTooLarge(self.max_body)
+            return message
+
+        return wrapped
+
+    async def _too_large(self, send: Any, request_id: str) -> None:
+        body = json.dumps(
+            envelope(
+                "PAYLOAD_TOO_LARGE",
+                f"request body exceeds {self.max_body} bytes",
+                request_id,
+                {"limit_bytes": self.max_body},
+            )
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,47 @@
+"""Request limits with the `limits` library: per key (RATE_LIMIT_RPS) and per client IP for
+failed authentication. In memory on one replica; Redis when RDEV_REDIS_URL is set."""
+
+from __future__ import annotations
+
+import time
+
+from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
+
+from rdev.domain.errors import RateLimited
+
+
+class Limits:
+    def __init__(self, *, rps: float, auth_failures_per_minute: int, redis_url: str = "") -> None:
+        self._storage: Storage = (
+            storage_from_string(redis_url.replace("redis://", "async+redis://", 1))
+            if redis_url
+            else MemoryStorage()
+        )
+        self._limiter = SlidingWindowCounterRateLimiter(self._storage)
+        # a burst of one second's worth, refilled continuously over ten seconds
+        self._per_key = RateLimitItemPerSecond(max(1, round(rps * 10)), 10)
+        self._auth = RateLimitItemPerMinute(auth_failures_per_minute)
+
+    async def check_key(self, key_id: str) -> None:
+        if not await self._limiter.hit(self._per_key, "key", key_id):
+            raise RateLimited(
+                "rate limit exceeded", retry_after=await self._reset(self._per_key, "key", key_id)
+            )
+
+    async def auth_blocked(self, client_ip: str) -> float | None:
+        """Seconds to wait when this IP has failed too often, else None."""
+        if await self._limiter.test(self._auth, "authfail", client_ip):
+            return None
+        return await self._reset(self._auth, "authfail", client_ip)
+
+    async def auth_failed(self, client_ip: str) -> None:
+        await self._limiter.hit(self._auth, "authfail", client_ip)
+
+    async def _reset(
+        self, item: RateLimitItemPerSecond | RateLimitItemPerMinute, *ids: str
+    ) -> float:
+        stats = await self._limiter.get_window_stats(item, *ids)
+        return max(1.0, stats.reset_time - time.time())

@@ -1,0 +1,65 @@
+"""The workspace's `.claude/` commands, skills and agents."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from rdev.adapters.http.deps import ConfigRead, ConfigWrite, Services, ok
+from rdev.adapters.http.schemas import ConfigItemUpdate, ConfigItemWrite
+from rdev.services.claude_config import ConfigItem, ConfigType
+
+router = APIRouter(prefix="/projects/{project_id}/claude-config", tags=["claude config"])
+
+
+def _view(item: ConfigItem) -> dict[str, object]:
+    view: dict[str, object] = {"type": item.type.value, "name": item.name, "path": item.path}
+    if item.content is not None:
+        view["content"] = item.content
+    return view
+
+
+@router.get("/{type_}")
+async def list_items(
+    project_id: str, type_: ConfigType, request: Request, caller: ConfigRead, svc: Services
+) -> dict[str, object]:
+    items = await svc.claude_config.list(caller.key, project_id, type_)
+    return ok([_view(i) for i in items], request)
+
+
+@router.post("/{type_}", status_code=201)
+async def create_item(
+    project_id: str, type_: ConfigType, body: ConfigItemWrite, request: Request,
+    caller: ConfigWrite, svc: Services,
+) -> dict[str, object]:  # fmt: skip
+    item = await svc.claude_config.put(
+        caller.key, project_id, type_, body.name, body.content, create=True, actor=caller.actor
+    )
+    return ok(_view(item), request)
+
+
+@router.get("/{type_}/{name}")
+async def get_item(
+    project_id: str, type_: ConfigType, name: str, request: Request, caller: ConfigRead,
+    svc: Services,
+) -> dict[str, object]:  # fmt: skip
+    return ok(_view(await svc.claude_config.get(caller.key, project_id, type_, name)), request)
+
+
+@router.put("/{type_}/{name}")
+async def update_item(
+    project_id: str, type_: ConfigType, name: str, body: ConfigItemUpdate, request: Request,
+    caller: ConfigWrite, svc: Services,
+) -> dict[str, object]:  # fmt: skip
+    item = await svc.claude_config.put(
+        caller.key, project_id, type_, name, body.content, create=False, actor=caller.actor
+    )
+    return ok(_view(item), request)
+
+
+@router.delete("/{type_}/{name}")
+async def delete_item(
+    project_id: str, type_: ConfigType, name: str, request: Request, caller: ConfigWrite,
+    svc: Services,
+) -> dict[str, object]:  # fmt: skip
+    await svc.claude_config.delete(caller.key, project_id, type_, name, actor=caller.actor)
+    return ok({"deleted": True, "type": type_.value, "name": name}, request)

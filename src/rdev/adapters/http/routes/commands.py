@@ -1,0 +1,129 @@
+"""Submitting, listing, reading, cancelling commands and reading their stored output."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from starlette.responses import StreamingResponse
+
+from rdev.adapters.http.deps import (
+    Caller,
+    ClaudeRun,
+    CommandsCancel,
+    CommandsRead,
+    GitRun,
+    Services,
+    ShellRun,
+    ok,
+)
+from rdev.adapters.http.schemas import ClaudeRun as ClaudeBody
+from rdev.adapters.http.schemas import GitRun as GitBody
+from rdev.adapters.http.schemas import ShellRun as ShellBody
+from rdev.adapters.http.schemas import command_view
+from rdev.adapters.http.state import HttpServices
+from rdev.domain import policy
+from rdev.domain.argv import ClaudeSpec, claude_argv
+from rdev.domain.models import CommandKind, CommandStatus, Priority
+from rdev.services.commands import Submission, build_shell_argv
+
+router = APIRouter(tags=["commands"])
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+async def _submit(
+    svc: HttpServices, caller: Caller, request: Request, response: Response,
+    sub: Submission,
+) -> dict[str, object]:  # fmt: skip
+    result = await svc.commands.submit(sub, key=caller.key, actor=caller.actor)
+    response.status_code = 201 if result.created else 200
+    response.headers["Location"] = f"/commands/{result.command.id}"
+    view = command_view(result.command, queue_position=result.queue_position)
+    return ok(view, request)
+
+
+def _common(body: Any, project_id: str, kind: CommandKind, argv: tuple[str, ...],
+            idem: str | None, **extra: Any) -> Submission:  # fmt: skip
+    return Submission(
+        project_id=project_id,
+        kind=kind,
+        argv=argv,
+        timeout_seconds=body.timeout_seconds,
+        priority=Priority(body.priority),
+        idempotency_key=idem,
+        body=body.model_dump(mode="json"),
+        **extra,
+    )
+
+
+@router.post("/projects/{project_id}/claude", status_code=201)
+async def run_claude(
+    project_id: str, body: ClaudeBody, request: Request, response: Response,
+    caller: ClaudeRun, svc: Services, idem: IdempotencyKey = None,
+) -> dict[str, object]:  # fmt: skip
+    await svc.commands.project_for(caller.key, project_id, CommandKind.CLAUDE)
+    spec = ClaudeSpec(**body.model_dump(exclude={"timeout_seconds", "priority"}))
+    argv = claude_argv(svc.commands.claude_bin, spec)
+    sub = _common(body, project_id, CommandKind.CLAUDE, argv, idem)
+    return await _submit(svc, caller, request, response, sub)
+
+
+@router.post("/projects/{project_id}/shell", status_code=201)
+async def run_shell(
+    project_id: str, body: ShellBody, request: Request, response: Response,
+    caller: ShellRun, svc: Services, idem: IdempotencyKey = None,
+) -> dict[str, object]:  # fmt: skip
+    project = await svc.commands.project_for(caller.key, project_id, CommandKind.SHELL)
+    argv = build_shell_argv(command=body.command, argv=body.argv, project=project)
+    cwd = policy.check_relative_path(body.cwd) if body.cwd else None
+    env = policy.check_env(body.env)
+    sub = _common(body, project_id, CommandKind.SHELL, argv, idem, cwd=cwd, env=env)
+    return await _submit(svc, caller, request, response, sub)
+
+
+@router.post("/projects/{project_id}/git", status_code=201)
+async def run_git(
+    project_id: str, body: GitBody, request: Request, response: Response,
+    caller: GitRun, svc: Services, idem: IdempotencyKey = None,
+) -> dict[str, object]:  # fmt: skip
+    await svc.commands.project_for(caller.key, project_id, CommandKind.GIT)
+    argv = policy.check_git_args(body.args)
+    cwd = policy.check_relative_path(body.cwd) if body.cwd else None
+    sub = _common(body, project_id, CommandKind.GIT, argv, idem, cwd=cwd)
+    return await _submit(svc, caller, request, response, sub)
+
+
+@router.get("/projects/{project_id}/commands")
+async def list_commands(
+    project_id: str, request: Request, caller: CommandsRead, svc: Services,
+    status: CommandStatus | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, object]:  # fmt: skip
+    page = await svc.commands.list(
+        caller.key, project_id, status=status, cursor=cursor, limit=limit
+    )
+    views = [command_view(c) for c in page.items]
+    return ok(views, request, next_cursor=page.next_cursor)
+
+
+@router.get("/commands/{command_id}")
+async def get_command(
+    command_id: str, request: Request, caller: CommandsRead, svc: Services
+) -> dict[str, object]:
+    cmd = await svc.commands.get(caller.key, command_id)
+    return ok(command_view(cmd, queue_position=await svc.commands.position(cmd)), request)
+
+
+@router.post("/commands/{command_id}/cancel")
+async def cancel_command(
+    command_id: str, request: Request, caller: CommandsCancel, svc: Services
+) -> dict[str, object]:
+    cmd = await svc.commands.cancel(caller.key, command_id, actor=caller.actor)
+    return ok(command_view(cmd), request)
+
+
+@router.get("/commands/{command_id}/output", response_class=StreamingResponse)
+async def command_output(command_id: str, caller: CommandsRead, svc: Services) -> StreamingResponse:
+    chunks = await svc.commands.output(caller.key, command_id)
+    return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")

@@ -1,0 +1,26 @@
+"""Liveness and readiness; no authentication."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse
+
+from rdev.adapters.http.deps import Services, ok
+from rdev.adapters.http.errors import envelope
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health(request: Request) -> dict[str, object]:
+    return ok({"status": "ok"}, request)
+
+
+@router.get("/ready", response_model=None)
+async def ready(request: Request, svc: Services) -> dict[str, object] | JSONResponse:
+    results = await svc.readiness.run()
+    checks = {r.name: {"ok": r.ok, **({"error": r.error} if r.error else {})} for r in results}
+    if all(r.ok for r in results):
+        return ok({"status": "ready", "checks": checks}, request)
+    body = envelope("NOT_READY", "service not ready", request.state.request_id, {"checks": checks})
+    return JSONResponse(body, status_code=503)

@@ -1,0 +1,54 @@
+"""API key administration (scope keys:admin). The secret appears only in create and rotate."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from rdev.adapters.http.deps import KeysAdmin, Services, ok
+from rdev.adapters.http.schemas import KeyCreate, issued_view, key_view
+from rdev.services.keys import NewKey
+
+router = APIRouter(prefix="/keys", tags=["keys"])
+
+
+@router.post("", status_code=201)
+async def create_key(
+    body: KeyCreate, request: Request, caller: KeysAdmin, svc: Services
+) -> dict[str, object]:
+    issued = await svc.keys.issue(
+        NewKey(
+            name=body.name,
+            scopes=body.scopes,
+            projects=body.projects,
+            allowed_ips=body.allowed_ips,
+            expires_at=body.expires_at,
+        ),
+        actor=caller.actor,
+    )
+    return ok(issued_view(issued), request)
+
+
+@router.get("")
+async def list_keys(request: Request, caller: KeysAdmin, svc: Services) -> dict[str, object]:
+    return ok([key_view(k) for k in await svc.keys.list()], request)
+
+
+@router.get("/{key_id}")
+async def get_key(
+    key_id: str, request: Request, caller: KeysAdmin, svc: Services
+) -> dict[str, object]:
+    return ok(key_view(await svc.keys.get(key_id)), request)
+
+
+@router.delete("/{key_id}")
+async def revoke_key(
+    key_id: str, request: Request, caller: KeysAdmin, svc: Services
+) -> dict[str, object]:
+    return ok(key_view(await svc.keys.revoke(key_id, actor=caller.actor)), request)
+
+
+@router.post("/{key_id}/rotate")
+async def rotate_key(
+    key_id: str, request: Request, caller: KeysAdmin, svc: Services
+) -> dict[str, object]:
+    return ok(issued_view(await svc.keys.rotate(key_id, actor=caller.actor)), request)

@@ -1,0 +1,148 @@
+"""Request and response bodies at the edge (pydantic), and their mapping from domain objects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from rdev.domain.models import ApiKey, AuditEntry, Command, IssuedKey, Project
+
+Strict = ConfigDict(extra="forbid")
+
+
+class KeyCreate(BaseModel):
+    model_config = Strict
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(min_length=1, max_length=20)
+    projects: list[str] = Field(default_factory=list, max_length=500)
+    allowed_ips: list[str] = Field(default_factory=list, max_length=100)
+    expires_at: AwareDatetime | None = None
+
+
+def key_view(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "scopes": sorted(key.scopes),
+        "projects": sorted(key.projects),
+        "allowed_ips": list(key.allowed_ips),
+        "expires_at": _ts(key.expires_at),
+        "created_at": _ts(key.created_at),
+        "revoked_at": _ts(key.revoked_at),
+        "last_used_at": _ts(key.last_used_at),
+    }
+
+
+def issued_view(issued: IssuedKey) -> dict[str, Any]:
+    view = key_view(issued.key)
+    return {
+        "id": view["id"],
+        "name": view["name"],
+        "key": issued.secret,
+        "scopes": view["scopes"],
+        "projects": view["projects"],
+        "allowed_ips": view["allowed_ips"],
+        "expires_at": view["expires_at"],
+        "created_at": view["created_at"],
+    }
+
+
+def project_view(project: Project) -> dict[str, Any]:
+    return {
+        "id": project.id,
+        "name": project.id,
+        "description": project.description,
+        "status": project.status.value,
+        "workspace": project.workspace,
+        "allowed_commands": sorted(project.allowed_kinds),
+        "max_concurrent_commands": project.max_concurrent,
+    }
+
+
+def audit_view(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "at": _ts(entry.at),
+        "action": entry.action,
+        "key_id": entry.actor_key_id,
+        "target": entry.target,
+        "client_ip": entry.client_ip,
+        "request_id": entry.request_id,
+        "outcome": entry.outcome,
+        "details": entry.details,
+    }
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+Priority = Literal["high", "normal", "low"]
+
+
+class _Run(BaseModel):
+    model_config = Strict
+    timeout_seconds: int | None = Field(default=None, ge=1)
+    priority: Priority = "normal"
+
+
+class ClaudeRun(_Run):
+    prompt: str = Field(min_length=1)
+    model: str | None = None
+    max_turns: int | None = Field(default=None, ge=1, le=1000)
+    permission_mode: str | None = None
+    resume_session: str | None = None
+    allowed_tools: list[str] | None = Field(default=None, max_length=100)
+    append_system_prompt: str | None = None
+
+
+class ShellRun(_Run):
+    command: str | None = None
+    argv: list[str] | None = None
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class GitRun(_Run):
+    args: list[str] = Field(min_length=1)
+    cwd: str | None = None
+
+
+def command_view(cmd: Command, *, queue_position: int | None = None) -> dict[str, Any]:
+    return {
+        "command_id": cmd.id,
+        "stream_id": cmd.id,
+        "project": cmd.project_id,
+        "kind": cmd.kind.value,
+        "argv": list(cmd.argv),
+        "status": cmd.status.value,
+        "priority": cmd.priority.value,
+        "queue_position": queue_position,
+        "created_at": _ts(cmd.created_at),
+        "started_at": _ts(cmd.started_at),
+        "finished_at": _ts(cmd.finished_at),
+        "duration_ms": cmd.duration_ms,
+        "exit_code": cmd.exit_code,
+        "error": cmd.error,
+        "timeout_seconds": cmd.timeout_seconds,
+        "output_bytes": cmd.output_bytes,
+        "truncated": cmd.truncated,
+        "session_id": cmd.claude.session_id,
+        "total_cost_usd": cmd.claude.total_cost_usd,
+        "num_turns": cmd.claude.num_turns,
+        "is_error": cmd.claude.is_error,
+        "events_url": f"/commands/{cmd.id}/events",
+    }
+
+
+class ConfigItemWrite(BaseModel):
+    model_config = Strict
+    name: str = Field(min_length=1, max_length=64)
+    content: str
+
+
+class ConfigItemUpdate(BaseModel):
+    model_config = Strict
+    content: str

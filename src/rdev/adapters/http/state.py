@@ -1,0 +1,31 @@
+"""What the HTTP routes are given: the services, built once by bootstrap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rdev.adapters.http.ratelimit import Limits
+from rdev.services.audit import AuditService
+from rdev.services.health import Readiness
+from rdev.services.keys import KeyService
+from rdev.services.projects import ProjectService
+
+if TYPE_CHECKING:
+    from rdev.runtime.streams import StreamHub
+    from rdev.services.claude_config import ClaudeConfigService
+    from rdev.services.commands import CommandService
+
+
+@dataclass
+class HttpServices:
+    keys: KeyService
+    audit: AuditService
+    projects: ProjectService
+    readiness: Readiness
+    limits: Limits
+    commands: CommandService
+    streams: StreamHub
+    claude_config: ClaudeConfigService
+    heartbeat_seconds: float = 15.0
+    max_stream_seconds: float = 3600.0

@@ -1,0 +1,154 @@
+"""Projects as folders under a root; `project.toml` in a folder tunes its project."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rdev.adapters.local.process import LocalExecution, scrubbed_env, start_process
+from rdev.domain import policy
+from rdev.domain.errors import BackendUnavailable, InvalidInput, NotFound
+from rdev.domain.models import CommandKind, Project, ProjectStatus
+
+CONFIG_FILE = "project.toml"
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    async def start(self) -> None:
+        self._root.mkdir(parents=True, exist_ok=True)
+
+    async def close(self) -> None:
+        return None
+
+    async def check(self) -> None:
+        if not self._root.is_dir() or not os.access(self._root, os.R_OK | os.X_OK):
+            raise BackendUnavailable(f"workspace root {self._root} is not readable")
+
+    async def list_projects(self) -> list[Project]:
+        return await asyncio.to_thread(self._scan)
+
+    async def get_project(self, project_id: str) -> Project:
+        try:
+            policy.check_name(project_id, field="project")
+        except InvalidInput as e:
+            raise NotFound(f"project {project_id} not found") from e
+        folder = self._root / project_id
+        if not folder.is_dir():
+            raise NotFound(f"project {project_id} not found")
+        return await asyncio.to_thread(_load_project, folder)
+
+    def _scan(self) -> list[Project]:
+        if not self._root.is_dir():
+            return []
+        projects = []
+        for folder in sorted(self._root.iterdir()):
+            if folder.is_dir() and not folder.name.startswith("."):
+                with contextlib.suppress(InvalidInput):
+                    policy.check_name(folder.name, field="project")
+                    projects.append(_load_project(folder))
+        return projects
+
+    async def exec(
+        self,
+        project: Project,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: str | None = None,
+        stdin: bytes | None = None,
+    ) -> LocalExecution:
+        workdir = self._inside(project, cwd or "")
+        if not workdir.is_dir():
+            raise InvalidInput(f"cwd {cwd!r} is not a directory", details={"field": "cwd"})
+        return await start_process(argv, cwd=str(workdir), env=scrubbed_env(env), stdin=stdin)
+
+    async def list_dir(self, project: Project, path: str) -> list[str]:
+        folder = self._inside(project, path)
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir())
+
+    async def read_file(self, project: Project, path: str) -> bytes:
+        file = self._inside(project, path)
+        try:
+            return await asyncio.to_thread(file.read_bytes)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+            raise NotFound(f"{path} not found") from e
+
+    async def write_file(self, project: Project, path: str, data: bytes) -> None:
+        await asyncio.to_thread(_atomic_write, self._inside(project, path), data)
+
+    async def delete(self, project: Project, path: str) -> None:
+        target = self._inside(project, path)
+        if not target.exists():
+            raise NotFound(f"{path} not found")
+        if target.is_dir():
+            await asyncio.to_thread(shutil.rmtree, target)
+        else:
+            target.unlink()
+
+    def _inside(self, project: Project, path: str) -> Path:
+        """Resolve a workspace-relative path; symlinks may not lead outside the workspace."""
+        base = (self._root / project.id).resolve()
+        rel = policy.check_relative_path(path, field="path") if path else ""
+        target = (base / rel).resolve()
+        if target != base and base not in target.parents:
+            raise InvalidInput("path leaves the workspace", details={"field": "path"})
+        return target
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".rdev-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _load_project(folder: Path) -> Project:
+    config: dict[str, Any] = {}
+    file = folder / CONFIG_FILE
+    if file.is_file():
+        try:
+            config = tomllib.loads(file.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            return Project(
+                id=folder.name,
+                status=ProjectStatus.FAILED,
+                workspace=str(folder),
+                description=f"invalid {CONFIG_FILE}",
+            )
+    kinds = config.get("allowed_commands")
+    limit = config.get("max_concurrent_commands")
+    return Project(
+        id=folder.name,
+        status=ProjectStatus.RUNNING,
+        description=str(config.get("description", "")),
+        workspace=str(folder.resolve()),
+        allowed_kinds=frozenset(
+            CommandKind(k) for k in kinds if k in CommandKind.__members__.values()
+        )
+        if isinstance(kinds, list)
+        else frozenset(CommandKind),
+        max_concurrent=limit if isinstance(limit, int) and limit > 0 else None,
+        allow_raw_shell=bool(config.get("allow_raw_shell", False)),
+    )

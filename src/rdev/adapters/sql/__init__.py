@@ -1,0 +1,1 @@
+"""SQL storage for SQLite and PostgreSQL through SQLAlchemy Core, with Alembic migrations."""

@@ -1,0 +1,68 @@
+"""The append-only audit log in SQL: inserts only, listed newest first with an id cursor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from rdev.adapters.sql.db import utc
+from rdev.adapters.sql.tables import audit_log
+from rdev.domain.errors import InvalidInput
+from rdev.domain.models import AuditEntry, Page
+from rdev.ports import AuditFilter
+
+
+def _row_to_entry(row: Any) -> AuditEntry:
+    return AuditEntry(
+        id=row.id,
+        at=utc(row.at),  # type: ignore[arg-type]
+        action=row.action,
+        actor_key_id=row.actor_key_id,
+        target=row.target,
+        client_ip=row.client_ip,
+        request_id=row.request_id,
+        outcome=row.outcome,
+        details=row.details,
+    )
+
+
+class SqlAuditLog:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def append(self, entry: AuditEntry) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(audit_log).values(
+                    at=entry.at,
+                    action=entry.action,
+                    actor_key_id=entry.actor_key_id,
+                    target=entry.target,
+                    client_ip=entry.client_ip,
+                    request_id=entry.request_id,
+                    outcome=entry.outcome,
+                    details=entry.details,
+                )
+            )
+
+    async def list(self, flt: AuditFilter) -> Page[AuditEntry]:
+        q = select(audit_log).order_by(audit_log.c.id.desc()).limit(flt.limit + 1)
+        if flt.action:
+            q = q.where(audit_log.c.action == flt.action)
+        if flt.key_id:
+            q = q.where(audit_log.c.actor_key_id == flt.key_id)
+        if flt.since:
+            q = q.where(audit_log.c.at >= flt.since)
+        if flt.until:
+            q = q.where(audit_log.c.at < flt.until)
+        if flt.cursor:
+            if not flt.cursor.isdigit():
+                raise InvalidInput("cursor is invalid", details={"field": "cursor"})
+            q = q.where(audit_log.c.id < int(flt.cursor))
+        async with self._engine.connect() as conn:
+            rows = list(await conn.execute(q))
+        items = [_row_to_entry(r) for r in rows[: flt.limit]]
+        more = len(rows) > flt.limit
+        return Page(items=items, next_cursor=str(items[-1].id) if more and items else None)

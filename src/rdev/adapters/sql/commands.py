@@ -1,0 +1,323 @@
+"""Commands and the shared queue in SQL.
+
+Claims are serialised: a PostgreSQL advisory transaction lock across replicas, an asyncio lock
+on SQLite (one replica). Inside the lock the running counts per project are exact, so project
+limits hold however many replicas claim at once."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from rdev.adapters.sql.db import CLAIM_LOCK, is_sqlite, utc
+from rdev.adapters.sql.events import insert_events
+from rdev.adapters.sql.tables import commands
+from rdev.domain.errors import InvalidInput
+from rdev.domain.models import (
+    ClaudeResult,
+    Command,
+    CommandKind,
+    CommandStatus,
+    Event,
+    Page,
+    Priority,
+)
+from rdev.ports import CommandFilter, Finish
+
+_CANDIDATES = 500
+c = commands.c
+
+
+def _row_to_command(row: Any) -> Command:
+    return Command(
+        id=row.id,
+        project_id=row.project_id,
+        kind=CommandKind(row.kind),
+        argv=tuple(row.argv),
+        status=CommandStatus(row.status),
+        priority=Priority(row.priority),
+        created_at=utc(row.created_at),  # type: ignore[arg-type]
+        timeout_seconds=row.timeout_seconds,
+        key_id=row.key_id,
+        cwd=row.cwd,
+        env=dict(row.env),
+        started_at=utc(row.started_at),
+        finished_at=utc(row.finished_at),
+        exit_code=row.exit_code,
+        error=row.error,
+        claude=ClaudeResult(
+            session_id=row.claude_session_id,
+            total_cost_usd=row.claude_cost_usd,
+            num_turns=row.claude_num_turns,
+            is_error=row.claude_is_error,
+        ),
+        idempotency_key=row.idempotency_key,
+        request_hash=row.request_hash,
+        lease_owner=row.lease_owner,
+        lease_expires_at=utc(row.lease_expires_at),
+        cancel_requested=bool(row.cancel_requested),
+        output_bytes=int(row.output_bytes or 0),
+        truncated=bool(row.truncated),
+    )
+
+
+def _encode_cursor(cmd: Command) -> str:
+    raw = f"{cmd.created_at.isoformat()}|{cmd.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, cid = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), cid
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidInput("cursor is invalid", details={"field": "cursor"}) from e
+
+
+_QUEUE_ORDER = (c.priority_rank, c.created_at, c.id)
+
+
+class SqlCommandStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sqlite = is_sqlite(engine)
+        self._local_claim_lock = asyncio.Lock()
+
+    async def add(self, command: Command, first_event: Event) -> Command:
+        values = {
+            "id": command.id,
+            "project_id": command.project_id,
+            "kind": command.kind.value,
+            "argv": list(command.argv),
+            "status": command.status.value,
+            "priority": command.priority.value,
+            "priority_rank": command.priority.rank,
+            "created_at": command.created_at,
+            "timeout_seconds": command.timeout_seconds,
+            "key_id": command.key_id,
+            "cwd": command.cwd,
+            "env": command.env,
+            "idempotency_key": command.idempotency_key,
+            "request_hash": command.request_hash,
+            "cancel_requested": False,
+            "output_bytes": 0,
+            "truncated": False,
+        }
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(commands).values(**values))
+                await insert_events(conn, [first_event])
+        except IntegrityError:
+            if command.key_id and command.idempotency_key:
+                existing = await self.find_idempotent(command.key_id, command.idempotency_key)
+                if existing is not None:
+                    return existing
+            raise
+        return command
+
+    async def get(self, command_id: str) -> Command | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(commands).where(c.id == command_id))).first()
+        return _row_to_command(row) if row else None
+
+    async def find_idempotent(self, key_id: str, idempotency_key: str) -> Command | None:
+        q = select(commands).where(c.key_id == key_id, c.idempotency_key == idempotency_key)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(q)).first()
+        return _row_to_command(row) if row else None
+
+    async def list(self, flt: CommandFilter) -> Page[Command]:
+        q = select(commands).order_by(c.created_at.desc(), c.id.desc()).limit(flt.limit + 1)
+        if flt.project_id is not None:
+            q = q.where(c.project_id == flt.project_id)
+        if flt.status is not None:
+            q = q.where(c.status == flt.status.value)
+        if flt.cursor:
+            stamp, cid = _decode_cursor(flt.cursor)
+            q = q.where(or_(c.created_at < stamp, and_(c.created_at == stamp, c.id < cid)))
+        async with self._engine.connect() as conn:
+            rows = [_row_to_command(r) for r in await conn.execute(q)]
+        more = len(rows) > flt.limit
+        items = rows[: flt.limit]
+        return Page(items=items, next_cursor=_encode_cursor(items[-1]) if more else None)
+
+    async def count_queued(self, project_id: str) -> int:
+        q = select(func.count()).where(
+            c.project_id == project_id, c.status == CommandStatus.QUEUED.value
+        )
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(q)).scalar() or 0)
+
+    async def queue_position(self, command: Command) -> int | None:
+        """1-based position among the project's queued commands, in claim order."""
+        if command.status is not CommandStatus.QUEUED:
+            return None
+        rank, created = command.priority.rank, command.created_at
+        ahead = or_(
+            c.priority_rank < rank,
+            and_(c.priority_rank == rank, c.created_at < created),
+            and_(c.priority_rank == rank, c.created_at == created, c.id < command.id),
+        )
+        q = select(func.count()).where(
+            c.project_id == command.project_id, c.status == CommandStatus.QUEUED.value, ahead
+        )
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(q)).scalar() or 0) + 1
+
+    async def claim(
+        self,
+        *,
+        owner: str,
+        lease_until: datetime,
+        now: datetime,
+        slots: int,
+        project_limit: Callable[[str], int | None],
+    ) -> list[Command]:
+        if slots <= 0:
+            return []
+        if self._sqlite:
+            async with self._local_claim_lock:
+                return await self._claim(owner, lease_until, now, slots, project_limit)
+        return await self._claim(owner, lease_until, now, slots, project_limit)
+
+    async def _claim(
+        self,
+        owner: str,
+        lease_until: datetime,
+        now: datetime,
+        slots: int,
+        project_limit: Callable[[str], int | None],
+    ) -> list[Command]:
+        async with self._engine.begin() as conn:
+            if not self._sqlite:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
+            running = await self._running_counts(conn)
+            q = (
+                select(commands)
+                .where(c.status == CommandStatus.QUEUED.value)
+                .order_by(*_QUEUE_ORDER)
+                .limit(_CANDIDATES)
+            )
+            chosen: list[Command] = []
+            for row in await conn.execute(q):
+                cmd = _row_to_command(row)
+                limit = project_limit(cmd.project_id)
+                if limit is None or running[cmd.project_id] >= limit:
+                    continue
+                running[cmd.project_id] += 1
+                chosen.append(cmd)
+                if len(chosen) == slots:
+                    break
+            if not chosen:
+                return []
+            await conn.execute(
+                update(commands)
+                .where(c.id.in_([x.id for x in chosen]))
+                .values(
+                    status=CommandStatus.RUNNING.value,
+                    started_at=now,
+                    lease_owner=owner,
+                    lease_expires_at=lease_until,
+                )
+            )
+        return [
+            replace(x, status=CommandStatus.RUNNING, started_at=now, lease_owner=owner)
+            for x in chosen
+        ]
+
+    async def _running_counts(self, conn: AsyncConnection) -> Counter[str]:
+        q = (
+            select(c.project_id, func.count())
+            .where(c.status == CommandStatus.RUNNING.value)
+            .group_by(c.project_id)
+        )
+        return Counter({pid: int(n) for pid, n in await conn.execute(q)})
+
+    async def renew_leases(
+        self, *, owner: str, command_ids: Sequence[str], until: datetime
+    ) -> list[str]:
+        if not command_ids:
+            return []
+        ids = list(command_ids)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(commands)
+                .where(c.id.in_(ids), c.lease_owner == owner)
+                .values(lease_expires_at=until)
+            )
+            rows = await conn.execute(
+                select(c.id).where(c.id.in_(ids), c.cancel_requested.is_(True))
+            )
+            return [r.id for r in rows]
+
+    async def request_cancel(self, command_id: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(commands).where(c.id == command_id).values(cancel_requested=True)
+            )
+
+    async def cancel_queued(self, command_id: str, *, at: datetime, final: Sequence[Event]) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(commands)
+                .where(c.id == command_id, c.status == CommandStatus.QUEUED.value)
+                .values(status=CommandStatus.CANCELLED.value, finished_at=at, cancel_requested=True)
+            )
+            if result.rowcount != 1:
+                return False
+            await insert_events(conn, final)
+        return True
+
+    async def finish(self, command_id: str, finish: Finish, final: Sequence[Event]) -> bool:
+        values: dict[str, Any] = {
+            "status": finish.status.value,
+            "finished_at": finish.finished_at,
+            "exit_code": finish.exit_code,
+            "error": finish.error,
+            "output_bytes": finish.output_bytes,
+            "truncated": finish.truncated,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if finish.claude is not None:
+            values |= {
+                "claude_session_id": finish.claude.session_id,
+                "claude_cost_usd": finish.claude.total_cost_usd,
+                "claude_num_turns": finish.claude.num_turns,
+                "claude_is_error": finish.claude.is_error,
+            }
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    update(commands)
+                    .where(c.id == command_id, c.status == CommandStatus.RUNNING.value)
+                    .values(**values)
+                )
+                if result.rowcount != 1:
+                    return False
+                await insert_events(conn, final)
+        except IntegrityError:
+            return False  # another replica finished it first and took those sequence numbers
+        return True
+
+    async def expired_leases(self, now: datetime) -> list[Command]:
+        q = select(commands).where(
+            c.status == CommandStatus.RUNNING.value, c.lease_expires_at < now
+        )
+        async with self._engine.connect() as conn:
+            return [_row_to_command(r) for r in await conn.execute(q)]
+
+    async def queued_ids(self) -> list[str]:
+        q = select(c.id).where(c.status == CommandStatus.QUEUED.value).order_by(*_QUEUE_ORDER)
+        async with self._engine.connect() as conn:
+            return [r.id for r in await conn.execute(q)]

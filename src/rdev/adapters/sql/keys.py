@@ -1,0 +1,74 @@
+"""API keys in SQL. Only the SHA-256 of a secret is ever stored."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from rdev.adapters.sql.db import utc
+from rdev.adapters.sql.tables import api_keys
+from rdev.domain.models import ApiKey, Scope
+
+
+def _row_to_key(row: Any) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        name=row.name,
+        secret_hash=row.secret_hash,
+        scopes=frozenset(Scope(s) for s in row.scopes),
+        projects=frozenset(row.projects),
+        allowed_ips=tuple(row.allowed_ips),
+        created_at=utc(row.created_at),  # type: ignore[arg-type]
+        expires_at=utc(row.expires_at),
+        revoked_at=utc(row.revoked_at),
+        last_used_at=utc(row.last_used_at),
+        created_by=row.created_by,
+    )
+
+
+class SqlKeyStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def add(self, key: ApiKey) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(api_keys).values(
+                    id=key.id,
+                    name=key.name,
+                    secret_hash=key.secret_hash,
+                    scopes=sorted(key.scopes),
+                    projects=sorted(key.projects),
+                    allowed_ips=list(key.allowed_ips),
+                    created_at=key.created_at,
+                    expires_at=key.expires_at,
+                    revoked_at=key.revoked_at,
+                    created_by=key.created_by,
+                )
+            )
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+        return _row_to_key(row) if row else None
+
+    async def list(self) -> list[ApiKey]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(select(api_keys).order_by(api_keys.c.created_at.desc()))
+            return [_row_to_key(r) for r in rows]
+
+    async def _update(self, key_id: str, **values: Any) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**values))
+
+    async def set_secret_hash(self, key_id: str, secret_hash: str) -> None:
+        await self._update(key_id, secret_hash=secret_hash)
+
+    async def revoke(self, key_id: str, at: datetime) -> None:
+        await self._update(key_id, revoked_at=at)
+
+    async def touch(self, key_id: str, at: datetime) -> None:
+        await self._update(key_id, last_used_at=at)

@@ -1,0 +1,212 @@
+"""The one composition root: build(settings) wires adapters → services → HTTP app. Tests call
+the same function, overriding what they need."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from rdev.adapters.bus.memory import InProcessBus
+from rdev.adapters.bus.postgres import PostgresBus
+from rdev.adapters.http.app import create_app
+from rdev.adapters.http.ratelimit import Limits
+from rdev.adapters.http.state import HttpServices
+from rdev.adapters.local.backend import LocalBackend
+from rdev.adapters.local.demo import ensure_demo_project
+from rdev.adapters.sql import db
+from rdev.adapters.sql.audit import SqlAuditLog
+from rdev.adapters.sql.commands import SqlCommandStore
+from rdev.adapters.sql.events import SqlEventLog
+from rdev.adapters.sql.keys import SqlKeyStore
+from rdev.config import Settings
+from rdev.ports import Backend, Bus
+from rdev.runtime.dispatcher import CANCEL_TOPIC, QUEUE_TOPIC, Dispatcher, DispatchLimits
+from rdev.runtime.streams import EVENTS_TOPIC, StreamHub
+from rdev.services.audit import AuditService
+from rdev.services.claude_config import ClaudeConfigService
+from rdev.services.commands import CommandService
+from rdev.services.health import Readiness
+from rdev.services.keys import KEYS_TOPIC, KeyService
+from rdev.services.projects import ProjectService
+
+log = structlog.get_logger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Store:
+    """The SQL side alone: what the CLI needs for `migrate` and `keys`."""
+
+    engine: AsyncEngine
+    keys: SqlKeyStore
+    audit_log: SqlAuditLog
+    commands: SqlCommandStore
+    events: SqlEventLog
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def build_store(settings: Settings) -> Store:
+    engine = db.make_engine(settings.db_url)
+    return Store(
+        engine=engine,
+        keys=SqlKeyStore(engine),
+        audit_log=SqlAuditLog(engine),
+        commands=SqlCommandStore(engine),
+        events=SqlEventLog(engine),
+    )
+
+
+def build_backend(settings: Settings) -> Backend:
+    if settings.backend == "kubernetes":
+        from rdev.adapters.kubernetes.backend import KubernetesBackend
+
+        return KubernetesBackend(
+            namespace=settings.namespace, kubeconfig=settings.kubeconfig or None
+        )
+    return LocalBackend(settings.workspace_root)
+
+
+def build_bus(settings: Settings) -> Bus:
+    url = settings.db_url
+    if url.startswith("postgresql"):
+        dsn = "postgresql://" + url.split("://", 1)[1]
+        return PostgresBus(dsn, (EVENTS_TOPIC, QUEUE_TOPIC, CANCEL_TOPIC, KEYS_TOPIC))
+    return InProcessBus()
+
+
+@dataclass
+class App:
+    settings: Settings
+    store: Store
+    backend: Backend
+    bus: Bus
+    hub: StreamHub
+    dispatcher: Dispatcher
+    services: HttpServices
+    http: FastAPI = field(init=False)
+    demo: bool = False
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await db.migrate(self.store.engine)
+        await self.backend.start()
+        if self.demo and isinstance(self.backend, LocalBackend):
+            await asyncio.to_thread(ensure_demo_project, self.settings.workspace_root)
+        await self.bus.start()
+        await self.dispatcher.start()
+        self._tasks.append(asyncio.create_task(self._prune_forever(), name="event-prune"))
+        log.info("rdev.started", backend=self.backend.name, replica=self.settings.replica)
+
+    def begin_shutdown(self) -> None:
+        """On SIGTERM, before the server drains: refuse new commands, end SSE streams."""
+        self.services.commands.accepting = False
+        self.services.readiness.draining = True
+        self.hub.shutdown()
+
+    async def close(self) -> None:
+        self.begin_shutdown()
+        for task in self._tasks:
+            task.cancel()
+        await self.dispatcher.stop(grace_seconds=self.settings.shutdown_grace_seconds)
+        await self.bus.close()
+        await self.backend.close()
+        await self.store.close()
+        log.info("rdev.stopped")
+
+    async def _prune_forever(self) -> None:
+        while True:
+            cutoff = utcnow() - timedelta(days=self.settings.event_retention_days)
+            with contextlib.suppress(Exception):
+                await self.store.events.prune(cutoff)
+            await asyncio.sleep(3600)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.close()
+
+
+def build(
+    settings: Settings,
+    *,
+    backend: Backend | None = None,
+    demo: bool = False,
+    clock: Callable[[], datetime] = utcnow,
+    **overrides: Any,
+) -> App:
+    store = build_store(settings)
+    backend = backend or build_backend(settings)
+    bus = overrides.get("bus") or build_bus(settings)
+    replica = settings.replica
+    hub = StreamHub(store.events, bus, replica=replica, buffer_events=settings.sse_buffer_events)
+    audit = AuditService(store.audit_log, clock=clock)
+    dispatcher = Dispatcher(
+        commands=store.commands,
+        log=store.events,
+        hub=hub,
+        backend=backend,
+        bus=bus,
+        replica=replica,
+        limits=DispatchLimits(
+            per_project=settings.concurrent_commands,
+            per_replica=settings.replica_max_commands,
+            lease_seconds=settings.lease_seconds,
+            kill_grace_seconds=settings.kill_grace_seconds,
+            max_output_bytes=settings.max_output_bytes,
+        ),
+        clock=clock,
+    )
+    readiness = Readiness({"database": lambda: db.ping(store.engine), "backend": backend.check})
+    services = HttpServices(
+        keys=KeyService(
+            store.keys, audit, bus, clock=clock, cache_seconds=settings.key_cache_seconds
+        ),
+        audit=audit,
+        projects=ProjectService(backend),
+        readiness=readiness,
+        limits=Limits(
+            rps=settings.rate_limit_rps,
+            auth_failures_per_minute=settings.auth_failures_per_minute,
+            redis_url=settings.redis_url,
+        ),
+        commands=CommandService(
+            store=store.commands,
+            log=store.events,
+            hub=hub,
+            backend=backend,
+            dispatcher=dispatcher,
+            audit=audit,
+            clock=clock,
+            max_queue=settings.max_queue,
+            default_timeout=settings.default_timeout_seconds,
+            max_timeout=settings.max_timeout_seconds,
+            claude_bin=settings.claude_bin,
+        ),
+        streams=hub,
+        claude_config=ClaudeConfigService(backend, audit),
+        heartbeat_seconds=settings.sse_heartbeat_seconds,
+    )
+    app = App(settings, store, backend, bus, hub, dispatcher, services, demo=demo)
+    app.http = create_app(
+        services,
+        max_body_bytes=settings.max_body_bytes,
+        trusted_proxies=settings.trusted_proxy_networks,
+        lifespan=app.lifespan,
+    )
+    return app

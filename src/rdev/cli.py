@@ -1,0 +1,207 @@
+"""The `rdev` command: serve, migrate, and key administration straight against the database."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from rdev import logsetup
+from rdev.adapters.bus.memory import InProcessBus
+from rdev.adapters.sql import db
+from rdev.bootstrap import App, build, build_store, utcnow
+from rdev.config import ConfigError, Settings, load_settings
+from rdev.domain.errors import RdevError
+from rdev.services.audit import SYSTEM, AuditService
+from rdev.services.keys import KeyService, NewKey
+
+app = typer.Typer(help="rdev: a remote development API.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys straight in the database.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+err = Console(stderr=True)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as e:
+        err.print(f"rdev: {e}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+class _Server(uvicorn.Server):
+    """Tells rdev about SIGTERM before uvicorn starts draining connections, so SSE streams end
+    with a retry hint instead of holding the shutdown open."""
+
+    def __init__(self, config: uvicorn.Config, rdev_app: App) -> None:
+        super().__init__(config)
+        self._rdev = rdev_app
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self._rdev.begin_shutdown()
+        super().handle_exit(sig, frame)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: $PORT or 8080).")] = None,
+    demo: Annotated[bool, typer.Option(help="Create the `demo` project and an admin key.")] = False,
+) -> None:
+    """Run the API server."""
+    overrides: dict[str, Any] = {}
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    settings = _settings(**overrides)
+    logsetup.configure(fmt=settings.log_format, level=settings.log_level)
+    if demo:
+        _first_admin_key(settings)
+    rdev_app = build(settings, demo=demo)
+    config = uvicorn.Config(
+        rdev_app.http,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
+        lifespan="on",
+        proxy_headers=False,
+        server_header=False,
+    )
+    _Server(config, rdev_app).run()
+
+
+def _first_admin_key(settings: Settings) -> None:
+    """On a fresh database, make an admin key and print it once."""
+
+    async def run() -> str | None:
+        store = build_store(settings)
+        try:
+            await db.migrate(store.engine)
+            if await store.keys.list():
+                return None
+            issued = await _key_service(store, settings).issue(
+                NewKey(name="demo-admin", scopes=["admin"]), actor=SYSTEM
+            )
+            return issued.secret
+        finally:
+            await store.close()
+
+    secret = asyncio.run(run())
+    if secret:
+        err.print("\n[bold]Admin API key (shown once):[/bold]", highlight=False)
+        print(secret, flush=True)
+        err.print(
+            'Try: curl -H "Authorization: Bearer <key>" '
+            f"http://{settings.host}:{settings.port}/projects\n",
+            highlight=False,
+        )
+    else:
+        err.print("Keys exist already; make another with: rdev keys create --name me --scope admin")
+
+
+def _key_service(store: Any, settings: Settings) -> KeyService:
+    audit = AuditService(store.audit_log, clock=utcnow)
+    return KeyService(store.keys, audit, InProcessBus(), clock=utcnow, cache_seconds=0)
+
+
+def _with_keys(fn: Any) -> Any:
+    settings = _settings()
+
+    async def run() -> Any:
+        store = build_store(settings)
+        try:
+            await db.migrate(store.engine)
+            return await fn(_key_service(store, settings))
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except RdevError as e:
+        err.print(f"rdev: {e.message}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+
+    async def run() -> None:
+        store = build_store(settings)
+        try:
+            await db.migrate(store.engine)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    err.print("database is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A name for the key.")],
+    scope: Annotated[list[str], typer.Option(help="A scope; repeat for more.")],
+    project: Annotated[list[str] | None, typer.Option(help="Grant one project; repeat.")] = None,
+    allow_ip: Annotated[list[str] | None, typer.Option(help="Allowed CIDR; repeat.")] = None,
+    expires: Annotated[datetime | None, typer.Option(help="Expiry (ISO 8601, UTC).")] = None,
+) -> None:
+    """Create a key and print its secret once."""
+    if expires is not None and expires.tzinfo is None:
+        from datetime import UTC
+
+        expires = expires.replace(tzinfo=UTC)
+    new = NewKey(
+        name=name,
+        scopes=scope,
+        projects=project or (),
+        allowed_ips=allow_ip or (),
+        expires_at=expires,
+    )
+    issued = _with_keys(lambda svc: svc.issue(new, actor=SYSTEM))
+    err.print(f"created key {issued.key.id} ({name}); the secret is shown once:")
+    print(issued.secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (never secrets)."""
+    keys = _with_keys(lambda svc: svc.list())
+    table = Table("id", "name", "scopes", "projects", "expires", "revoked")
+    for k in keys:
+        table.add_row(
+            k.id, k.name, ",".join(sorted(k.scopes)), ",".join(sorted(k.projects)) or "*",
+            k.expires_at.isoformat() if k.expires_at else "", "yes" if k.revoked_at else "",
+        )  # fmt: skip
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key."""
+    _with_keys(lambda svc: svc.revoke(key_id, actor=SYSTEM))
+    err.print(f"revoked {key_id}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(key_id: str) -> None:
+    """Issue a new secret for a key; the old one stops working."""
+    issued = _with_keys(lambda svc: svc.rotate(key_id, actor=SYSTEM))
+    err.print(f"rotated {key_id}; the new secret is shown once:")
+    print(issued.secret)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,147 @@
+"""Settings from the environment. Built once by the CLI and passed down; never read at import.
+
+Seed names are kept where the seeds defined them (PORT, POSTGRES_*, RDEV_NAMESPACE,
+RATE_LIMIT_RPS, CONCURRENT_COMMANDS); everything else is RDEV_*."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """One clear line naming the variable that is wrong."""
+
+
+def _env(name: str, *more: str) -> AliasChoices:
+    return AliasChoices(name, *more)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    host: str = Field("127.0.0.1", validation_alias=_env("RDEV_HOST"))
+    port: int = Field(8080, ge=1, le=65535, validation_alias=_env("PORT"))
+    data_dir: Path = Field(Path(".rdev"), validation_alias=_env("RDEV_DATA_DIR"))
+    database_url: str = Field("", validation_alias=_env("RDEV_DATABASE_URL"))
+    postgres_host: str = Field("", validation_alias=_env("POSTGRES_HOST"))
+    postgres_port: int = Field(5432, ge=1, le=65535, validation_alias=_env("POSTGRES_PORT"))
+    postgres_db: str = Field("rdev", validation_alias=_env("POSTGRES_DB"))
+    postgres_user: str = Field("rdev", validation_alias=_env("POSTGRES_USER"))
+    postgres_password: str = Field("", validation_alias=_env("POSTGRES_PASSWORD"))
+    redis_url: str = Field("", validation_alias=_env("RDEV_REDIS_URL"))
+
+    backend: Literal["local", "kubernetes"] = Field("local", validation_alias=_env("RDEV_BACKEND"))
+    local_root: Path | None = Field(None, validation_alias=_env("RDEV_LOCAL_ROOT"))
+    namespace: str = Field("default", validation_alias=_env("RDEV_NAMESPACE"))
+    kubeconfig: str = Field("", validation_alias=_env("RDEV_KUBECONFIG"))
+    claude_bin: str = Field("claude", validation_alias=_env("RDEV_CLAUDE_BIN"))
+
+    rate_limit_rps: float = Field(10.0, gt=0, validation_alias=_env("RATE_LIMIT_RPS"))
+    auth_failures_per_minute: int = Field(
+        20, ge=1, validation_alias=_env("RDEV_AUTH_FAILURES_PER_MINUTE")
+    )
+    concurrent_commands: int = Field(5, ge=1, validation_alias=_env("CONCURRENT_COMMANDS"))
+    replica_max_commands: int = Field(50, ge=1, validation_alias=_env("RDEV_REPLICA_MAX_COMMANDS"))
+    max_queue: int = Field(100, ge=1, validation_alias=_env("RDEV_MAX_QUEUE"))
+    default_timeout_seconds: int = Field(600, ge=1, validation_alias=_env("RDEV_DEFAULT_TIMEOUT"))
+    max_timeout_seconds: int = Field(3600, ge=1, validation_alias=_env("RDEV_MAX_TIMEOUT_SECONDS"))
+    kill_grace_seconds: float = Field(5.0, ge=0, validation_alias=_env("RDEV_KILL_GRACE_SECONDS"))
+    lease_seconds: float = Field(30.0, gt=0, validation_alias=_env("RDEV_LEASE_SECONDS"))
+    max_output_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, validation_alias=_env("RDEV_MAX_OUTPUT_BYTES")
+    )
+    event_retention_days: int = Field(7, ge=1, validation_alias=_env("RDEV_EVENT_RETENTION_DAYS"))
+    sse_heartbeat_seconds: float = Field(
+        15.0, gt=0, validation_alias=_env("RDEV_SSE_HEARTBEAT_SECONDS")
+    )
+    sse_buffer_events: int = Field(1000, ge=10, validation_alias=_env("RDEV_SSE_BUFFER_EVENTS"))
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, validation_alias=_env("RDEV_MAX_BODY_BYTES"))
+    trusted_proxies: str = Field("", validation_alias=_env("RDEV_TRUSTED_PROXIES"))
+    key_cache_seconds: float = Field(
+        5.0, ge=0, le=5, validation_alias=_env("RDEV_KEY_CACHE_SECONDS")
+    )
+    shutdown_grace_seconds: float = Field(
+        25.0, ge=0, validation_alias=_env("RDEV_SHUTDOWN_GRACE_SECONDS")
+    )
+    log_format: Literal["console", "json"] = Field(
+        "console", validation_alias=_env("RDEV_LOG_FORMAT")
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", validation_alias=_env("RDEV_LOG_LEVEL")
+    )
+    replica_id: str = Field("", validation_alias=_env("RDEV_REPLICA_ID"))
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+psycopg://")
+        return value
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> Settings:
+        if self.default_timeout_seconds > self.max_timeout_seconds:
+            raise ValueError("RDEV_DEFAULT_TIMEOUT exceeds RDEV_MAX_TIMEOUT_SECONDS")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        if self.postgres_host:
+            auth = quote(self.postgres_user, safe="")
+            if self.postgres_password:
+                auth += ":" + quote(self.postgres_password, safe="")
+            return (
+                f"postgresql+psycopg://{auth}@{self.postgres_host}:{self.postgres_port}/"
+                f"{self.postgres_db}"
+            )
+        return f"sqlite+aiosqlite:///{self.data_dir / 'rdev.db'}"
+
+    @property
+    def workspace_root(self) -> Path:
+        return self.local_root or self.data_dir / "workspaces"
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[str, ...]:
+        return tuple(v.strip() for v in self.trusted_proxies.split(",") if v.strip())
+
+    @property
+    def replica(self) -> str:
+        return self.replica_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+_FIELD_ENV = {
+    name: (
+        field.validation_alias.choices[0]
+        if isinstance(field.validation_alias, AliasChoices)
+        else name
+    )
+    for name, field in Settings.model_fields.items()
+}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; raise ConfigError with one line naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = str(err["loc"][0]) if err["loc"] else ""
+        var = _FIELD_ENV.get(loc, loc) or "settings"
+        raise ConfigError(f"invalid setting {var}: {err['msg']}") from None

@@ -1,0 +1,237 @@
+"""The seams where rdev meets the outside world. A Protocol exists only where there are two
+real implementations (or a real one and an in-memory twin used by tests)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from rdev.domain.models import (
+    ApiKey,
+    AuditEntry,
+    ClaudeResult,
+    Command,
+    CommandStatus,
+    Event,
+    Page,
+    Project,
+)
+
+StreamName = Literal["stdout", "stderr"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutputChunk:
+    stream: StreamName
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """How a process ended; `exit_code` is None when the backend cannot tell (`error` says why)."""
+
+    exit_code: int | None
+    error: str | None = None
+    error_code: str | None = None
+
+
+class Execution(Protocol):
+    """One running process in a project's workspace."""
+
+    def output(self) -> AsyncIterator[OutputChunk]:
+        """Chunks as they arrive; ends when both streams are closed."""
+        ...
+
+    async def wait(self) -> ExitStatus: ...
+
+    async def cancel(self, *, grace_seconds: float) -> None:
+        """SIGTERM the whole process group, SIGKILL after the grace period. Idempotent."""
+        ...
+
+
+class Backend(Protocol):
+    """The sandbox provider: local folders or Kubernetes pods."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def check(self) -> None:
+        """Raise BackendUnavailable when the backend cannot serve."""
+        ...
+
+    async def list_projects(self) -> list[Project]: ...
+
+    async def get_project(self, project_id: str) -> Project:
+        """Raise NotFound when there is no such project."""
+        ...
+
+    async def exec(
+        self,
+        project: Project,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: str | None = None,
+        stdin: bytes | None = None,
+    ) -> Execution:
+        """Start argv in the project's workspace (cwd relative to it). Raise ExecFailed when it
+        cannot start, BackendUnavailable when the backend is down."""
+        ...
+
+    async def list_dir(self, project: Project, path: str) -> list[str]:
+        """Entry names in a workspace-relative directory; [] when it does not exist."""
+        ...
+
+    async def read_file(self, project: Project, path: str) -> bytes:
+        """Raise NotFound when the file does not exist."""
+        ...
+
+    async def write_file(self, project: Project, path: str, data: bytes) -> None:
+        """Atomically replace (temp file, then rename), creating parent directories."""
+        ...
+
+    async def delete(self, project: Project, path: str) -> None:
+        """Remove a file or directory tree; raise NotFound when absent."""
+        ...
+
+
+class KeyStore(Protocol):
+    async def add(self, key: ApiKey) -> None: ...
+
+    async def get(self, key_id: str) -> ApiKey | None: ...
+
+    async def list(self) -> list[ApiKey]: ...
+
+    async def set_secret_hash(self, key_id: str, secret_hash: str) -> None: ...
+
+    async def revoke(self, key_id: str, at: datetime) -> None: ...
+
+    async def touch(self, key_id: str, at: datetime) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CommandFilter:
+    project_id: str | None = None
+    status: CommandStatus | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    status: CommandStatus
+    finished_at: datetime
+    exit_code: int | None = None
+    error: str | None = None
+    claude: ClaudeResult | None = None
+    output_bytes: int = 0
+    truncated: bool = False
+
+
+class CommandStore(Protocol):
+    async def add(self, command: Command, first_event: Event) -> Command:
+        """Insert a queued command with its first event. With an idempotency key already used by
+        the same key id, return the existing command instead."""
+        ...
+
+    async def get(self, command_id: str) -> Command | None: ...
+
+    async def find_idempotent(self, key_id: str, idempotency_key: str) -> Command | None: ...
+
+    async def list(self, flt: CommandFilter) -> Page[Command]: ...
+
+    async def count_queued(self, project_id: str) -> int: ...
+
+    async def queue_position(self, command: Command) -> int | None: ...
+
+    async def claim(
+        self,
+        *,
+        owner: str,
+        lease_until: datetime,
+        now: datetime,
+        slots: int,
+        project_limit: Callable[[str], int | None],
+    ) -> list[Command]:
+        """Atomically move up to `slots` queued commands to running, by priority then arrival,
+        never exceeding a project's limit across every replica."""
+        ...
+
+    async def renew_leases(
+        self, *, owner: str, command_ids: Sequence[str], until: datetime
+    ) -> list[str]:
+        """Extend this replica's leases; returns the ids among them whose cancel was requested."""
+        ...
+
+    async def request_cancel(self, command_id: str) -> None: ...
+
+    async def cancel_queued(self, command_id: str, *, at: datetime, final: Sequence[Event]) -> bool:
+        """Queued → cancelled with its final events, atomically; False if no longer queued."""
+        ...
+
+    async def finish(self, command_id: str, finish: Finish, final: Sequence[Event]) -> bool:
+        """Running → terminal with the final events, in one transaction; False when the command
+        was no longer running (someone else finished it)."""
+        ...
+
+    async def expired_leases(self, now: datetime) -> list[Command]: ...
+
+    async def queued_ids(self) -> list[str]: ...
+
+
+class EventLog(Protocol):
+    async def append(self, events: Sequence[Event]) -> None: ...
+
+    async def read(self, command_id: str, *, after: int, limit: int) -> list[Event]: ...
+
+    async def last_seq(self, command_id: str) -> int: ...
+
+    async def read_output(self, command_id: str) -> AsyncIterator[str]: ...
+
+    async def prune(self, before: datetime) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    action: str | None = None
+    key_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+class AuditLog(Protocol):
+    async def append(self, entry: AuditEntry) -> None: ...
+
+    async def list(self, flt: AuditFilter) -> Page[AuditEntry]: ...
+
+
+Listener = Callable[[str], Awaitable[None] | None]
+
+
+class Bus(Protocol):
+    """Wake-ups between replicas: small string payloads on named topics. Messages may be lost
+    or duplicated; receivers always re-read durable state."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, topic: str, payload: str) -> None: ...
+
+    def subscribe(self, topic: str, listener: Listener) -> Callable[[], None]:
+        """Register a listener; returns a function that removes it."""
+        ...
+
+
+class Database(Protocol):
+    async def ping(self) -> None: ...
+
+
+JSON = dict[str, Any]

@@ -1,0 +1,212 @@
+"""The dispatcher: claims queued commands when their project has a free slot, runs them on the
+backend, enforces timeouts and cancel, renews leases, and sweeps commands whose replica died.
+
+Every replica runs one. Claims go through the command store, which serialises them, so the
+per-project limit holds across replicas; the replica-wide limit is this process's own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from rdev.domain.models import Command, CommandStatus, Event, EventType
+from rdev.ports import Backend, Bus, CommandStore, EventLog, Finish
+from rdev.runtime.runner import Runner
+from rdev.runtime.streams import StreamHub
+
+log = structlog.get_logger(__name__)
+QUEUE_TOPIC = "queue"
+CANCEL_TOPIC = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchLimits:
+    per_project: int = 5
+    per_replica: int = 50
+    lease_seconds: float = 30.0
+    kill_grace_seconds: float = 5.0
+    max_output_bytes: int = 10 * 1024 * 1024
+    poll_seconds: float = 1.0
+    claude_bin: str = "claude"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        commands: CommandStore,
+        log: EventLog,
+        hub: StreamHub,
+        backend: Backend,
+        bus: Bus,
+        replica: str,
+        limits: DispatchLimits,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._commands = commands
+        self._log = log
+        self._hub = hub
+        self._backend = backend
+        self._bus = bus
+        self._replica = replica
+        self._limits = limits
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._running: dict[str, Runner] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._accepting = True
+        self._project_limits: dict[str, int | None] = {}
+        bus.subscribe(QUEUE_TOPIC, lambda _payload: self._wake.set())
+        bus.subscribe(CANCEL_TOPIC, self._on_cancel)
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    async def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="dispatcher-claim"),
+            asyncio.create_task(self._lease_loop(), name="dispatcher-lease"),
+        ]
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def notify_queue(self) -> None:
+        self._wake.set()
+        await self._bus.publish(QUEUE_TOPIC, self._replica)
+
+    async def stop(self, *, grace_seconds: float) -> None:
+        """Stop claiming; let running commands finish within the grace period, then end them
+        as lost (the replica is going away)."""
+        self._accepting = False
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+            if pending:
+                for runner in list(self._running.values()):
+                    runner.abandon("SHUTDOWN", "the rdev replica running this command shut down")
+                await asyncio.wait(pending, timeout=self._limits.kill_grace_seconds + 5)
+
+    async def _claim_loop(self) -> None:
+        while self._accepting:
+            self._wake.clear()
+            try:
+                await self._claim_once()
+            except Exception as e:  # a database blip must not kill the loop
+                log.warning("dispatcher.claim_failed", error=type(e).__name__, detail=str(e)[:200])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._limits.poll_seconds)
+
+    async def _claim_once(self) -> None:
+        slots = self._limits.per_replica - len(self._running)
+        if slots <= 0:
+            return
+        await self._refresh_limits()
+        now = self._clock()
+        claimed = await self._commands.claim(
+            owner=self._replica,
+            lease_until=now + timedelta(seconds=self._limits.lease_seconds),
+            now=now,
+            slots=slots,
+            project_limit=self._limit_for,
+        )
+        for cmd in claimed:
+            self._launch(cmd)
+
+    async def _refresh_limits(self) -> None:
+        try:
+            projects = await self._backend.list_projects()
+        except Exception:
+            return  # keep the last known limits
+        self._project_limits = {p.id: p.max_concurrent for p in projects}
+
+    def _limit_for(self, project_id: str) -> int | None:
+        limit = self._project_limits.get(project_id)
+        return limit if limit is not None else self._limits.per_project
+
+    def _launch(self, cmd: Command) -> None:
+        runner = Runner(
+            cmd,
+            backend=self._backend,
+            commands=self._commands,
+            log=self._log,
+            hub=self._hub,
+            limits=self._limits,
+            clock=self._clock,
+        )
+        self._running[cmd.id] = runner
+        task = asyncio.create_task(self._run(runner), name=f"command-{cmd.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, runner: Runner) -> None:
+        try:
+            await runner.run()
+        except Exception as e:
+            log.error("dispatcher.run_failed", command=runner.command.id, error=type(e).__name__)
+        finally:
+            self._running.pop(runner.command.id, None)
+            if self._accepting:
+                await self.notify_queue()
+
+    async def broadcast_cancel(self, command_id: str) -> None:
+        self._on_cancel(command_id)
+        await self._bus.publish(CANCEL_TOPIC, command_id)
+
+    def _on_cancel(self, command_id: str) -> None:
+        runner = self._running.get(command_id)
+        if runner is not None:
+            runner.cancel()
+
+    async def _lease_loop(self) -> None:
+        every = self._limits.lease_seconds / 3
+        while self._accepting:
+            await asyncio.sleep(every)
+            try:
+                await self._renew_and_sweep()
+            except Exception as e:
+                log.warning("dispatcher.lease_failed", error=type(e).__name__)
+
+    async def _renew_and_sweep(self) -> None:
+        now = self._clock()
+        ids = list(self._running)
+        cancelled = await self._commands.renew_leases(
+            owner=self._replica,
+            command_ids=ids,
+            until=now + timedelta(seconds=self._limits.lease_seconds),
+        )
+        for command_id in cancelled:
+            self._on_cancel(command_id)
+        for cmd in await self._commands.expired_leases(now):
+            if cmd.id not in self._running:
+                await self._sweep(cmd, now)
+
+    async def _sweep(self, cmd: Command, now: datetime) -> None:
+        """A running command whose replica stopped renewing its lease: the outcome is unknown."""
+        seq = await self._log.last_seq(cmd.id)
+        duration = int((now - (cmd.started_at or now)).total_seconds() * 1000)
+        final = [
+            Event(cmd.id, seq + 1, EventType.STATUS, {"status": CommandStatus.LOST.value}),
+            Event(cmd.id, seq + 2, EventType.ERROR, {
+                "code": "LEASE_EXPIRED",
+                "message": "the replica running this command stopped responding",
+            }),
+            Event(cmd.id, seq + 3, EventType.COMPLETE, {
+                "status": CommandStatus.LOST.value, "exit_code": None, "duration_ms": duration,
+            }),
+        ]  # fmt: skip
+        finish = Finish(status=CommandStatus.LOST, finished_at=now, error="lease expired")
+        if await self._commands.finish(cmd.id, finish, final):
+            await self._hub.publish(final)
+            log.info("dispatcher.swept_lost", command=cmd.id, owner=cmd.lease_owner)

@@ -1,0 +1,193 @@
+"""Runs one claimed command: start it on the backend, turn its output into events, enforce the
+timeout and cancel, and record how it ended. Exactly one runner writes a command's events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from rdev.domain.errors import RdevError
+from rdev.domain.lifecycle import status_for_exit
+from rdev.domain.models import ClaudeResult, Command, CommandKind, CommandStatus, EventType
+from rdev.ports import Backend, CommandStore, EventLog, Execution, ExitStatus, Finish
+from rdev.runtime.output import LineSplitter
+from rdev.runtime.streams import StreamHub
+from rdev.runtime.writer import EventWriter
+
+if TYPE_CHECKING:
+    from rdev.runtime.dispatcher import DispatchLimits
+
+log = structlog.get_logger(__name__)
+
+
+class Runner:
+    def __init__(
+        self,
+        command: Command,
+        *,
+        backend: Backend,
+        commands: CommandStore,
+        log: EventLog,
+        hub: StreamHub,
+        limits: DispatchLimits,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.command = command
+        self._backend = backend
+        self._commands = commands
+        self._log = log
+        self._hub = hub
+        self._limits = limits
+        self._clock = clock
+        self._stop = asyncio.Event()
+        self._stop_status = CommandStatus.CANCELLED
+        self._stop_error: tuple[str, str] | None = None
+        self._claude = ClaudeResult()
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+    def abandon(self, code: str, message: str) -> None:
+        self._stop_status = CommandStatus.LOST
+        self._stop_error = (code, message)
+        self._stop.set()
+
+    async def run(self) -> None:
+        cmd = self.command
+        writer = EventWriter(
+            cmd.id,
+            last_seq=await self._log.last_seq(cmd.id),
+            log=self._log,
+            hub=self._hub,
+            max_output_bytes=self._limits.max_output_bytes,
+        )
+        await writer.add(EventType.STATUS, {"status": CommandStatus.RUNNING.value})
+        await writer.flush()
+        try:
+            project = await self._backend.get_project(cmd.project_id)
+            execution = await self._backend.exec(project, cmd.argv, env=cmd.env, cwd=cmd.cwd)
+        except RdevError as e:
+            await self._finish(writer, CommandStatus.FAILED, None, (e.code, e.message))
+            return
+        status, exit_code, error = await self._supervise(execution, writer)
+        await self._finish(writer, status, exit_code, error)
+
+    async def _supervise(
+        self, execution: Execution, writer: EventWriter
+    ) -> tuple[CommandStatus, int | None, tuple[str, str] | None]:
+        pump = asyncio.create_task(self._pump(execution, writer))
+        waiter = asyncio.create_task(self._wait(execution, pump))
+        stopper = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait(
+            {waiter, stopper},
+            timeout=self.command.timeout_seconds,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if waiter in done:
+            stopper.cancel()
+            exit_status = waiter.result()
+            if exit_status.exit_code is None:
+                code = exit_status.error_code or "EXEC_LOST"
+                return CommandStatus.LOST, None, (code, exit_status.error or "connection lost")
+            return status_for_exit(exit_status.exit_code), exit_status.exit_code, None
+        stopper.cancel()
+        if stopper in done:
+            status, error = self._stop_status, self._stop_error
+        else:
+            status = CommandStatus.TIMED_OUT
+            error = ("TIMEOUT", f"command exceeded {self.command.timeout_seconds} s")
+        await execution.cancel(grace_seconds=self._limits.kill_grace_seconds)
+        try:
+            exit_status = await asyncio.wait_for(waiter, self._limits.kill_grace_seconds + 10)
+        except TimeoutError:
+            pump.cancel()
+            return CommandStatus.LOST, None, ("KILL_FAILED", "the process did not end after kill")
+        return status, exit_status.exit_code, error
+
+    async def _wait(self, execution: Execution, pump: asyncio.Task[None]) -> ExitStatus:
+        exit_status = await execution.wait()
+        await pump
+        return exit_status
+
+    async def _pump(self, execution: Execution, writer: EventWriter) -> None:
+        splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+        parse_json = self.command.kind is CommandKind.CLAUDE
+        async for chunk in execution.output():
+            for line, complete in splitters[chunk.stream].feed(chunk.data):
+                await self._line(writer, line, chunk.stream, complete, parse_json)
+        for stream, splitter in splitters.items():
+            for line, complete in splitter.flush():
+                await self._line(writer, line, stream, complete, parse_json)
+
+    async def _line(
+        self, writer: EventWriter, line: str, stream: str, complete: bool, parse_json: bool
+    ) -> None:
+        if parse_json and stream == "stdout" and line.startswith("{"):
+            obj = _json_object(line)
+            if obj is not None:
+                if obj.get("type") == "result":
+                    self._claude = _claude_result(obj)
+                await writer.message(obj, len(line) + 1)
+                return
+        await writer.output(line, stream, complete=complete)
+
+    async def _finish(
+        self,
+        writer: EventWriter,
+        status: CommandStatus,
+        exit_code: int | None,
+        error: tuple[str, str] | None,
+    ) -> None:
+        await writer.flush()
+        now = self._clock()
+        started = self.command.started_at or now
+        duration = int((now - started).total_seconds() * 1000)
+        final = [writer.event(EventType.STATUS, {"status": status.value})]
+        if error is not None:
+            final.append(writer.event(EventType.ERROR, {"code": error[0], "message": error[1]}))
+        final.append(
+            writer.event(
+                EventType.COMPLETE,
+                {"status": status.value, "exit_code": exit_code, "duration_ms": duration},
+            )
+        )
+        finish = Finish(
+            status=status,
+            finished_at=now,
+            exit_code=exit_code,
+            error=error[1] if error else None,
+            claude=self._claude if self.command.kind is CommandKind.CLAUDE else None,
+            output_bytes=writer.output_bytes,
+            truncated=writer.truncated,
+        )
+        if await self._commands.finish(self.command.id, finish, final):
+            await self._hub.publish(final)
+        log.info(
+            "command.finished", command=self.command.id, status=status.value, exit_code=exit_code
+        )
+
+
+def _json_object(line: str) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _claude_result(obj: dict[str, Any]) -> ClaudeResult:
+    cost = obj.get("total_cost_usd")
+    turns = obj.get("num_turns")
+    return ClaudeResult(
+        session_id=obj.get("session_id") if isinstance(obj.get("session_id"), str) else None,
+        total_cost_usd=float(cost)
+        if isinstance(cost, int | float) and not isinstance(cost, bool)
+        else None,
+        num_turns=turns if isinstance(turns, int) and not isinstance(turns, bool) else None,
+        is_error=obj.get("is_error") if isinstance(obj.get("is_error"), bool) else None,
+    )

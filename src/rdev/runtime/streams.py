@@ -1,0 +1,178 @@
+"""The stream hub: events are persisted, then published. A reader replays from the log, then
+tails live events, de-duplicating by sequence number, so reconnecting (to any replica) never
+loses or repeats an event.
+
+A subscription buffers at most `buffer_events` live events; past that it is marked slow and the
+reader ends with SLOW_CONSUMER (it resumes from the log). While a reader is catching up from the
+log it buffers nothing at all: it is only told to read again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Sequence
+
+from rdev.domain.models import Event, EventType
+from rdev.ports import Bus, EventLog
+
+EVENTS_TOPIC = "events"
+_PAGE = 1000
+
+
+class SlowConsumer(Exception):
+    pass
+
+
+class HubClosed(Exception):
+    """The replica is shutting down; readers should reconnect (to another replica)."""
+
+
+class Subscription:
+    __slots__ = (
+        "_hub",
+        "buffer",
+        "catching_up",
+        "command_id",
+        "dirty",
+        "last",
+        "limit",
+        "overflowed",
+        "wake",
+    )
+
+    def __init__(self, hub: StreamHub, command_id: str, after: int, limit: int) -> None:
+        self._hub = hub
+        self.command_id = command_id
+        self.last = after
+        self.limit = limit
+        self.buffer: deque[Event] = deque()
+        self.catching_up = True
+        self.dirty = False
+        self.overflowed = False
+        self.wake = asyncio.Event()
+
+    def offer(self, events: Sequence[Event]) -> None:
+        if self.catching_up:
+            self.dirty = True
+        elif len(self.buffer) + len(events) > self.limit:
+            self.overflowed = True
+            self.buffer.clear()
+        else:
+            self.buffer.extend(events)
+        self.wake.set()
+
+    def poke(self) -> None:
+        self.dirty = True
+        self.wake.set()
+
+    async def _read_log(self) -> list[Event]:
+        events = await self._hub.log.read(self.command_id, after=self.last, limit=_PAGE)
+        if events:
+            self.last = events[-1].seq
+        return events
+
+    async def next_batch(self, wait_seconds: float) -> list[Event] | None:
+        """The next events in order; [] when there is nothing yet and None on timeout."""
+        if self._hub.closing:
+            raise HubClosed
+        if self.overflowed:
+            raise SlowConsumer
+        if self.catching_up or self.dirty:
+            self.dirty = False
+            events = await self._read_log()
+            if events:
+                return events
+            if not self.dirty:
+                self.catching_up = False
+                self.buffer.clear()  # anything here is already in the log we just read
+            return []
+        if not self.buffer:
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), wait_seconds)
+            except TimeoutError:
+                return None
+            return []
+        out = [e for e in self.buffer if e.seq > self.last]
+        self.buffer.clear()
+        if out and out[0].seq != self.last + 1:
+            self.dirty = True  # a gap: the log has what we missed
+            return []
+        if out:
+            self.last = out[-1].seq
+        return out
+
+    def close(self) -> None:
+        self._hub._remove(self)
+
+
+class StreamHub:
+    def __init__(self, log: EventLog, bus: Bus, *, replica: str, buffer_events: int = 1000) -> None:
+        self.log = log
+        self._bus = bus
+        self._replica = replica
+        self._buffer_events = buffer_events
+        self._subs: dict[str, set[Subscription]] = defaultdict(set)
+        self.closing = False
+        bus.subscribe(EVENTS_TOPIC, self._on_remote)
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        """Call only after `events` are durable."""
+        if not events:
+            return
+        command_id = events[0].command_id
+        for sub in self._subs.get(command_id, ()):
+            sub.offer(events)
+        await self._bus.publish(EVENTS_TOPIC, f"{self._replica} {command_id} {events[-1].seq}")
+
+    def shutdown(self) -> None:
+        """End every open stream (each reader gets a retry hint and resumes elsewhere)."""
+        self.closing = True
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.wake.set()
+
+    def subscribe(self, command_id: str, *, after: int) -> Subscription:
+        sub = Subscription(self, command_id, after, self._buffer_events)
+        self._subs[command_id].add(sub)
+        return sub
+
+    async def follow(
+        self, command_id: str, *, after: int, heartbeat: float
+    ) -> AsyncIterator[list[Event] | None]:
+        """Batches of events until `complete`; None when `heartbeat` seconds pass in silence."""
+        sub = self.subscribe(command_id, after=after)
+        try:
+            while True:
+                batch = await sub.next_batch(heartbeat)
+                if batch is None:
+                    yield None
+                elif batch:
+                    yield batch
+                    if batch[-1].type is EventType.COMPLETE:
+                        return
+        finally:
+            sub.close()
+
+    def _remove(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.command_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.command_id]
+
+    def _on_remote(self, payload: str) -> None:
+        if payload == "*":
+            for subs in self._subs.values():
+                for sub in subs:
+                    sub.poke()
+            return
+        replica, command_id, _seq = payload.split(" ", 2)
+        if replica == self._replica:
+            return
+        for sub in self._subs.get(command_id, ()):
+            sub.poke()

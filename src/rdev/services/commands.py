@@ -1,0 +1,242 @@
+"""Submitting, reading and cancelling commands. Validation happens here, before anything is
+stored; the dispatcher does the running."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rdev.domain import policy
+from rdev.domain.errors import (
+    Forbidden,
+    IdempotencyConflict,
+    InvalidInput,
+    NotFound,
+    QueueFull,
+    ShuttingDown,
+)
+from rdev.domain.lifecycle import is_terminal
+from rdev.domain.models import (
+    ApiKey,
+    Command,
+    CommandKind,
+    CommandStatus,
+    Event,
+    EventType,
+    Page,
+    Priority,
+    Project,
+)
+from rdev.ports import Backend, CommandFilter, CommandStore, EventLog
+from rdev.runtime.dispatcher import Dispatcher
+from rdev.runtime.streams import StreamHub
+from rdev.services.audit import Actor, AuditService
+
+
+def new_command_id() -> str:
+    """Sortable by creation time, and free of ':' so `C:N` event ids parse."""
+    return f"cmd_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    project_id: str
+    kind: CommandKind
+    argv: tuple[str, ...]
+    cwd: str | None = None
+    env: dict[str, str] | None = None
+    timeout_seconds: int | None = None
+    priority: Priority = Priority.NORMAL
+    idempotency_key: str | None = None
+    body: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    command: Command
+    queue_position: int | None
+    created: bool
+
+
+class CommandService:
+    def __init__(
+        self,
+        *,
+        store: CommandStore,
+        log: EventLog,
+        hub: StreamHub,
+        backend: Backend,
+        dispatcher: Dispatcher,
+        audit: AuditService,
+        clock: Callable[[], datetime],
+        max_queue: int,
+        default_timeout: int,
+        max_timeout: int,
+        claude_bin: str,
+    ) -> None:
+        self._store = store
+        self._log = log
+        self._hub = hub
+        self._backend = backend
+        self._dispatcher = dispatcher
+        self._audit = audit
+        self._clock = clock
+        self._max_queue = max_queue
+        self._default_timeout = default_timeout
+        self._max_timeout = max_timeout
+        self.claude_bin = claude_bin
+        self.accepting = True
+
+    async def project_for(self, key: ApiKey, project_id: str, kind: CommandKind) -> Project:
+        if not key.may_see(project_id):
+            raise Forbidden(
+                f"this key is not granted project {project_id}", details={"reason": "project"}
+            )
+        project = await self._backend.get_project(project_id)
+        if kind not in project.allowed_kinds:
+            raise Forbidden(
+                f"project {project_id} does not allow {kind.value} commands",
+                details={"reason": "kind", "kind": kind.value},
+            )
+        return project
+
+    async def submit(self, sub: Submission, *, key: ApiKey, actor: Actor) -> Submitted:
+        if not self.accepting:
+            raise ShuttingDown("this replica is shutting down; retry on another")
+        request_hash = _hash_request(sub)
+        if sub.idempotency_key:
+            policy.check_text(sub.idempotency_key, field="Idempotency-Key", limit=200)
+            existing = await self._store.find_idempotent(key.id, sub.idempotency_key)
+            if existing is not None:
+                return await self._replay(existing, request_hash)
+        timeout = sub.timeout_seconds or self._default_timeout
+        if timeout > self._max_timeout:
+            raise InvalidInput(
+                f"timeout_seconds may be at most {self._max_timeout}",
+                details={"field": "timeout_seconds"},
+            )
+        if await self._store.count_queued(sub.project_id) >= self._max_queue:
+            raise QueueFull(f"project {sub.project_id} has {self._max_queue} commands queued")
+        cmd = Command(
+            id=new_command_id(),
+            project_id=sub.project_id,
+            kind=sub.kind,
+            argv=sub.argv,
+            status=CommandStatus.QUEUED,
+            priority=sub.priority,
+            created_at=self._clock(),
+            timeout_seconds=timeout,
+            key_id=key.id,
+            cwd=sub.cwd,
+            env=sub.env or {},
+            idempotency_key=sub.idempotency_key,
+            request_hash=request_hash,
+        )
+        position = await self._store.count_queued(sub.project_id) + 1
+        first = Event(cmd.id, 1, EventType.STATUS, {"status": "queued", "queue_position": position})
+        stored = await self._store.add(cmd, first)
+        if stored.id != cmd.id:  # lost an idempotency race to an identical request
+            return await self._replay(stored, request_hash)
+        await self._hub.publish([first])
+        await self._dispatcher.notify_queue()
+        await self._audit.record(
+            "command.submit",
+            actor=actor,
+            target=cmd.id,
+            project=cmd.project_id,
+            kind=cmd.kind.value,
+            argv=_audit_argv(cmd),
+        )
+        return Submitted(cmd, await self._store.queue_position(cmd), created=True)
+
+    async def _replay(self, existing: Command, request_hash: str) -> Submitted:
+        if existing.request_hash != request_hash:
+            raise IdempotencyConflict("Idempotency-Key was already used with a different request")
+        current = await self._store.get(existing.id) or existing
+        return Submitted(current, await self._store.queue_position(current), created=False)
+
+    async def get(self, key: ApiKey, command_id: str) -> Command:
+        cmd = await self._store.get(command_id) if command_id.startswith("cmd_") else None
+        if cmd is None or not key.may_see(cmd.project_id):
+            raise NotFound(f"command {command_id} not found")
+        return cmd
+
+    async def position(self, cmd: Command) -> int | None:
+        return await self._store.queue_position(cmd)
+
+    async def list(
+        self,
+        key: ApiKey,
+        project_id: str,
+        *,
+        status: CommandStatus | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[Command]:
+        if not key.may_see(project_id):
+            raise NotFound(f"project {project_id} not found")
+        await self._backend.get_project(project_id)
+        return await self._store.list(
+            CommandFilter(project_id=project_id, status=status, cursor=cursor, limit=limit)
+        )
+
+    async def cancel(self, key: ApiKey, command_id: str, *, actor: Actor) -> Command:
+        cmd = await self.get(key, command_id)
+        if not is_terminal(cmd.status):
+            await self._cancel_live(cmd)
+        await self._audit.record(
+            "command.cancel", actor=actor, target=cmd.id, project=cmd.project_id,
+            kind=cmd.kind.value, status_before=cmd.status.value,
+        )  # fmt: skip
+        return await self._store.get(cmd.id) or cmd
+
+    async def _cancel_live(self, cmd: Command) -> None:
+        if cmd.status is CommandStatus.QUEUED:
+            seq = await self._log.last_seq(cmd.id)
+            now = self._clock()
+            final = [
+                Event(cmd.id, seq + 1, EventType.STATUS, {"status": "cancelled"}),
+                Event(cmd.id, seq + 2, EventType.COMPLETE,
+                      {"status": "cancelled", "exit_code": None, "duration_ms": 0}),
+            ]  # fmt: skip
+            if await self._store.cancel_queued(cmd.id, at=now, final=final):
+                await self._hub.publish(final)
+                return
+        await self._store.request_cancel(cmd.id)
+        await self._dispatcher.broadcast_cancel(cmd.id)
+
+    async def output(self, key: ApiKey, command_id: str) -> AsyncIterator[str]:
+        cmd = await self.get(key, command_id)
+        return self._log.read_output(cmd.id)
+
+
+def _hash_request(sub: Submission) -> str:
+    canonical = json.dumps(
+        {"project": sub.project_id, "kind": sub.kind.value, "body": sub.body or {}},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _audit_argv(cmd: Command) -> list[str]:
+    """The argv as audited: a Claude prompt is shortened, everything else kept."""
+    if cmd.kind is CommandKind.CLAUDE and len(cmd.argv) > 2:
+        return [cmd.argv[0], cmd.argv[1], policy.shorten(cmd.argv[2], 120), *cmd.argv[3:]]
+    return [policy.shorten(a, 500) for a in cmd.argv]
+
+
+def build_shell_argv(
+    *, command: str | None, argv: Sequence[str] | None, project: Project
+) -> tuple[str, ...]:
+    if (command is None) == (argv is None):
+        raise InvalidInput("give exactly one of command or argv", details={"field": "command"})
+    if command is not None:
+        return policy.split_shell(command, allow_raw_shell=project.allow_raw_shell)
+    return policy.check_argv(list(argv or ()))
