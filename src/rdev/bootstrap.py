@@ -73,7 +73,7 @@ def build_backend(settings: Settings) -> Backend:
     if settings.backend == "kubernetes":
         from rdev.adapters.kubernetes.backend import KubernetesBackend
 
-        return KubernetesBackend(
+        return KubernetesBackend(  # type: ignore[no-any-return]
             namespace=settings.namespace, kubeconfig=settings.kubeconfig or None
         )
     return LocalBackend(settings.workspace_root)

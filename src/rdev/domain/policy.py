@@ -76,10 +76,9 @@ def check_argv(argv: Sequence[str], *, field: str = "argv") -> tuple[str, ...]:
 
 
 def dangerous_pattern(command: str) -> str | None:
-    for pattern in DANGEROUS_PATTERNS:
-        if pattern in command:
-            return pattern
-    return None
+    """The first dangerous pattern in the string (the longer one where two start together)."""
+    hits = [(command.find(p), -len(p), p) for p in DANGEROUS_PATTERNS if p in command]
+    return min(hits)[2] if hits else None
 
 
 def split_shell(command: str, *, allow_raw_shell: bool = False) -> tuple[str, ...]:
@@ -88,16 +87,22 @@ def split_shell(command: str, *, allow_raw_shell: bool = False) -> tuple[str, ..
     check_text(command, field="command", limit=MAX_COMMAND_BYTES)
     if allow_raw_shell:
         return ("sh", "-c", command)
+    _refuse_dangerous(command)
+    try:
+        argv = shlex.split(command)
+    except ValueError as e:
+        raise InvalidInput(f"command cannot be parsed: {e}", details={"field": "command"}) from e
+    # quotes and extra blanks can hide a pattern from the raw string ('"&"&', "rm  -rf")
+    _refuse_dangerous(" ".join(argv))
+    return check_argv(argv, field="command")
+
+
+def _refuse_dangerous(command: str) -> None:
     pattern = dangerous_pattern(command)
     if pattern is not None:
         raise CommandRejected(
             f"command contains the forbidden pattern {pattern!r}", details={"pattern": pattern}
         )
-    try:
-        argv = shlex.split(command)
-    except ValueError as e:
-        raise InvalidInput(f"command cannot be parsed: {e}", details={"field": "command"}) from e
-    return check_argv(argv, field="command")
 
 
 def check_git_args(args: Sequence[str]) -> tuple[str, ...]:

@@ -2,8 +2,8 @@
 tails live events, de-duplicating by sequence number, so reconnecting (to any replica) never
 loses or repeats an event.
 
-A subscription buffers at most `buffer_events` live events; past that it is marked slow and the
-reader ends with SLOW_CONSUMER (it resumes from the log). While a reader is catching up from the
+A subscription buffers at most `buffer_events` live events (plus one writer batch); past that it
+is marked slow and the reader ends with SLOW_CONSUMER (it resumes from the log). While a reader is catching up from the
 log it buffers nothing at all: it is only told to read again."""
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ class Subscription:
     def offer(self, events: Sequence[Event]) -> None:
         if self.catching_up:
             self.dirty = True
-        elif len(self.buffer) + len(events) > self.limit:
+        elif self.buffer and len(self.buffer) + len(events) > self.limit:
+            # The reader has not taken the previous batch and this one would pass the bound:
+            # it is the reader that is slow, not the batch that is large.
             self.overflowed = True
             self.buffer.clear()
         else:

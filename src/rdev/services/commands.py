@@ -182,7 +182,7 @@ class CommandService:
         if not key.may_see(project_id):
             raise NotFound(f"project {project_id} not found")
         await self._backend.get_project(project_id)
-        return await self._store.list(
+        return await self._store.page(
             CommandFilter(project_id=project_id, status=status, cursor=cursor, limit=limit)
         )
 

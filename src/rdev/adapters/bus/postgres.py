@@ -94,6 +94,6 @@ class PostgresBus:
                 deliver(self._listeners.get(topic, []), RESYNC, self._tasks)
             by_channel = {_channel(t): t for t in self._topics}
             async for note in conn.notifies():
-                topic = by_channel.get(note.channel)
+                topic = by_channel.get(note.channel) or ""
                 if topic is not None:
                     deliver(self._listeners.get(topic, []), note.payload, self._tasks)

@@ -115,9 +115,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     message = exc.detail if isinstance(exc.detail, str) else code.lower()
-    return error_response(
-        exc.status_code, code, message, request_id_of(request), headers=exc.headers
-    )
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, message, request_id_of(request), headers=headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -48,7 +48,7 @@ class ClientIp:
 
     def resolve(self, scope: Scope) -> str | None:
         client = scope.get("client")
-        peer = client[0] if client else None
+        peer: str | None = str(client[0]) if client else None
         if peer is None or not self._trusted or not self._is_trusted(peer):
             return peer
         forwarded = _header(scope, b"x-forwarded-for")

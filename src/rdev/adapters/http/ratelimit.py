@@ -16,7 +16,7 @@ from rdev.domain.errors import RateLimited
 class Limits:
     def __init__(self, *, rps: float, auth_failures_per_minute: int, redis_url: str = "") -> None:
         self._storage: Storage = (
-            storage_from_string(redis_url.replace("redis://", "async+redis://", 1))
+            storage_from_string(redis_url.replace("redis://", "async+redis://", 1))  # type: ignore[assignment]
             if redis_url
             else MemoryStorage()
         )

@@ -36,7 +36,7 @@ class SqlAuditLog:
         async with self._engine.begin() as conn:
             await conn.execute(
                 insert(audit_log).values(
-                    at=entry.at,
+                    at=utc(entry.at),
                     action=entry.action,
                     actor_key_id=entry.actor_key_id,
                     target=entry.target,
@@ -54,9 +54,9 @@ class SqlAuditLog:
         if flt.key_id:
             q = q.where(audit_log.c.actor_key_id == flt.key_id)
         if flt.since:
-            q = q.where(audit_log.c.at >= flt.since)
+            q = q.where(audit_log.c.at >= utc(flt.since))
         if flt.until:
-            q = q.where(audit_log.c.at < flt.until)
+            q = q.where(audit_log.c.at < utc(flt.until))
         if flt.cursor:
             if not flt.cursor.isdigit():
                 raise InvalidInput("cursor is invalid", details={"field": "cursor"})

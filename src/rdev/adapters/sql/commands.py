@@ -136,7 +136,7 @@ class SqlCommandStore:
             row = (await conn.execute(q)).first()
         return _row_to_command(row) if row else None
 
-    async def list(self, flt: CommandFilter) -> Page[Command]:
+    async def page(self, flt: CommandFilter) -> Page[Command]:
         q = select(commands).order_by(c.created_at.desc(), c.id.desc()).limit(flt.limit + 1)
         if flt.project_id is not None:
             q = q.where(c.project_id == flt.project_id)

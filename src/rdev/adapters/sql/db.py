@@ -74,7 +74,8 @@ async def ping(engine: AsyncEngine) -> None:
 
 
 def utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything in rdev is aware UTC."""
+    """SQLite hands back naive datetimes and stores aware ones without their offset, so values
+    go in and come out as aware UTC; everything in rdev is aware UTC."""
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -43,9 +43,9 @@ class SqlKeyStore:
                     scopes=sorted(key.scopes),
                     projects=sorted(key.projects),
                     allowed_ips=list(key.allowed_ips),
-                    created_at=key.created_at,
-                    expires_at=key.expires_at,
-                    revoked_at=key.revoked_at,
+                    created_at=utc(key.created_at),
+                    expires_at=utc(key.expires_at),
+                    revoked_at=utc(key.revoked_at),
                     created_by=key.created_by,
                 )
             )
@@ -68,7 +68,7 @@ class SqlKeyStore:
         await self._update(key_id, secret_hash=secret_hash)
 
     async def revoke(self, key_id: str, at: datetime) -> None:
-        await self._update(key_id, revoked_at=at)
+        await self._update(key_id, revoked_at=utc(at))
 
     async def touch(self, key_id: str, at: datetime) -> None:
-        await self._update(key_id, last_used_at=at)
+        await self._update(key_id, last_used_at=utc(at))

@@ -1,0 +1,182 @@
+"""The SSE protocol: resume without loss, framing that survives any output, the output cap,
+slow consumers, fan-out and heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from rdev.config import Settings
+from tests.support import Running, make_project, output_text, read_sse, serve, wait_status
+
+
+@pytest.fixture
+async def fast(settings_factory: Callable[..., Settings]) -> AsyncIterator[Running]:
+    settings = settings_factory(
+        sse_heartbeat_seconds=0.2, max_output_bytes=256 * 1024, sse_buffer_events=50
+    )
+    make_project(settings.workspace_root, "demo")
+    async with serve(settings) as running:
+        yield running
+
+
+async def _shell(rdev: Running, script: str, **extra: Any) -> str:
+    resp = await rdev.admin.post(
+        "/projects/demo/shell", json={"argv": ["sh", "-c", script], **extra}
+    )
+    assert resp.status_code == 201, resp.text
+    cid: str = resp.json()["data"]["command_id"]
+    return cid
+
+
+async def test_reconnect_with_last_event_id_replays_missed_events_once_in_order(
+    fast: Running,
+) -> None:
+    cid = await _shell(fast, "for i in $(seq 1 200); do echo line $i; done")
+    head = await read_sse(fast.admin, f"/commands/{cid}/events", stop_after=20)
+    last_id = [e.id for e in head if e.id][-1]
+    await wait_status(fast.admin, cid, "succeeded")
+    for headers, path in (
+        ({"Last-Event-ID": last_id}, f"/commands/{cid}/events"),
+        ({}, f"/commands/{cid}/events?last_event_id={last_id}"),
+        ({"Last-Event-ID": last_id}, f"/projects/demo/events?stream_id={cid}"),
+    ):
+        tail = await read_sse(fast.admin, path, headers=headers)
+        ids = [e.id for e in head + tail if e.id]
+        seqs = [int(i.split(":")[1]) for i in ids if not i.endswith(":final")]
+        assert seqs == list(range(1, len(seqs) + 1)), "no gap, no repeat"
+        lines = [e.data["line"] for e in head + tail if e.event == "output"]
+        assert lines == [f"line {i}" for i in range(1, 201)]
+
+
+@pytest.mark.parametrize("bad", ["garbage", "cmd_other:3", "{cid}:x", "{cid}:-1", "{cid}"])
+async def test_malformed_or_foreign_last_event_id_is_400(fast: Running, bad: str) -> None:
+    cid = await _shell(fast, "true")
+    resp = await fast.admin.get(
+        f"/commands/{cid}/events", headers={"Last-Event-ID": bad.format(cid=cid)}
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "INVALID_EVENT_ID"
+
+
+async def test_framing_survives_long_lines_invalid_utf8_cr_nul_and_ansi(fast: Running) -> None:
+    script = (
+        "head -c 200000 /dev/zero | tr '\\0' 'a'; echo;"  # one 200 KB line
+        "printf 'bad \\377\\376 bytes\\n'; printf 'cr\\ronly\\n'; printf 'nul\\000byte\\n';"
+        "printf '\\033[1;31mred\\033[0m\\n'; printf 'caf\\303\\251\\n'"
+    )
+    cid = await _shell(fast, script)
+    events = await read_sse(fast.admin, f"/commands/{cid}/events")
+    outputs = [e.data for e in events if e.event == "output"]
+    long_parts = outputs[:4]
+    assert [len(p["line"]) for p in long_parts] == [65536, 65536, 65536, 200000 - 3 * 65536]
+    assert [p.get("partial", False) for p in long_parts] == [True, True, True, False]
+    rest = [p["line"] for p in outputs[4:]]
+    assert rest == [
+        "bad \ufffd\ufffd bytes",
+        "cr\ronly",
+        "nul\x00byte",
+        "\x1b[1;31mred\x1b[0m",
+        "caf\u00e9",
+    ]
+    assert events[-1].event == "complete"
+
+
+async def test_joined_lines_hash_equals_the_real_output(fast: Running) -> None:
+    script = 'for i in $(seq 1 3000); do echo "$i \u00e9\u6f22\u5b57 \U0001f600 tab\there"; done; printf tail'
+    cid = await _shell(fast, script)
+    events = await read_sse(fast.admin, f"/commands/{cid}/events")
+    expected = (
+        "".join(f"{i} \u00e9\u6f22\u5b57 \U0001f600 tab\there\n" for i in range(1, 3001)) + "tail"
+    )
+    received = hashlib.sha256(output_text(events).encode()).hexdigest()
+    assert received == hashlib.sha256(expected.encode()).hexdigest()
+
+
+async def test_output_cap_emits_one_truncated_event_and_the_command_runs_on(fast: Running) -> None:
+    cid = await _shell(
+        fast, "head -c 5000000 /dev/zero | tr '\\0' 'x' | fold -w 99; echo finished >&2; exit 0"
+    )
+    events = await read_sse(fast.admin, f"/commands/{cid}/events")
+    truncated = [e for e in events if e.event == "truncated"]
+    assert len(truncated) == 1 and truncated[0].data == {"limit_bytes": 256 * 1024}
+    stored = sum(len(e.data["line"]) + 1 for e in events if e.event == "output")
+    assert stored <= 256 * 1024
+    done = await wait_status(fast.admin, cid, "succeeded")
+    assert done["truncated"] is True
+    assert done["output_bytes"] > 5_000_000
+
+
+async def test_many_readers_each_receive_every_event(fast: Running) -> None:
+    cid = await _shell(fast, "sleep 0.3; for i in $(seq 1 500); do echo $i; done")
+    results = await asyncio.gather(
+        *(read_sse(fast.admin, f"/commands/{cid}/events") for _ in range(8))
+    )
+    for events in results:
+        assert [e.data["line"] for e in events if e.event == "output"] == [
+            str(i) for i in range(1, 501)
+        ]
+
+
+async def test_heartbeats_keep_a_silent_stream_alive(fast: Running) -> None:
+    cid = await _shell(fast, "sleep 1.5; echo awake")
+    events = await read_sse(fast.admin, f"/commands/{cid}/events")
+    assert sum(e.event == "heartbeat" for e in events) >= 3
+    assert [e.data["line"] for e in events if e.event == "output"] == ["awake"]
+    assert "timestamp" in next(e for e in events if e.event == "heartbeat").data
+
+
+async def test_slow_consumer_is_cut_off_and_resumes_from_the_log_without_loss(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory(sse_buffer_events=50)
+    make_project(settings.workspace_root, "demo")
+    async with serve(settings) as rdev:
+        await _check_slow_consumer(rdev, lines=100_000)
+
+
+async def _check_slow_consumer(fast: Running, *, lines: int) -> None:
+    cid = await _shell(fast, f"sleep 0.5; seq 1 {lines}")
+    fast_reader = asyncio.create_task(read_sse(fast.admin, f"/commands/{cid}/events"))
+    received: list[Any] = []
+    async with httpx.AsyncClient(base_url=fast.url, headers=fast.admin.headers, timeout=60) as slow:
+        async with slow.stream("GET", f"/commands/{cid}/events") as resp:
+            chunks = resp.aiter_lines()
+            await anext(chunks)
+            await wait_status(fast.admin, cid, "succeeded", timeout=60)  # stop reading meanwhile
+            current: dict[str, str] = {}
+            async for line in chunks:
+                if line == "":
+                    received.append(dict(current))
+                    current = {}
+                    continue
+                name, _, value = line.partition(": ")
+                current[name] = value
+    assert received[-1]["event"] == "error" and "SLOW_CONSUMER" in received[-1]["data"]
+    last_id = [r["id"] for r in received if "id" in r][-1]
+    tail = await read_sse(fast.admin, f"/commands/{cid}/events", headers={"Last-Event-ID": last_id})
+    got = [json.loads(r["data"])["line"] for r in received if r.get("event") == "output"]
+    got += [e.data["line"] for e in tail if e.event == "output"]
+    assert got == [str(i) for i in range(1, lines + 1)]
+    others = await fast_reader
+    assert [e.data["line"] for e in others if e.event == "output"] == got
+    assert not any(e.event == "error" for e in others)
+
+
+@pytest.mark.slow
+async def test_stream_survives_a_minute_of_silence(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory()  # the default 15 s heartbeat
+    make_project(settings.workspace_root, "demo")
+    async with serve(settings) as rdev:
+        cid = await _shell(rdev, "sleep 61; echo still here")
+        events = await read_sse(rdev.admin, f"/commands/{cid}/events")
+        assert sum(e.event == "heartbeat" for e in events) >= 3
+        assert [e.data["line"] for e in events if e.event == "output"] == ["still here"]

@@ -1,0 +1,186 @@
+"""Helpers for tests: rdev under a real uvicorn on 127.0.0.1, an SSE reader, and waiting with
+a deadline instead of sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import uvicorn
+
+from rdev.bootstrap import App, build
+from rdev.config import Settings
+from rdev.services.audit import SYSTEM
+from rdev.services.keys import NewKey
+
+PG_ADMIN_URL = os.environ.get("RDEV_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def pg_reachable() -> str | None:
+    """None when PostgreSQL answers, else why not."""
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as e:
+        return type(e).__name__
+    return None
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.02
+) -> Any:
+    """Poll `check` until it returns something truthy, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+@dataclass
+class Running:
+    app: App
+    url: str
+    admin_key: str
+    clients: list[httpx.AsyncClient] = field(default_factory=list)
+
+    def client(self, key: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        client = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **kwargs)
+        self.clients.append(client)
+        return client
+
+    @property
+    def admin(self) -> httpx.AsyncClient:
+        return self.client(self.admin_key)
+
+    async def new_key(self, **fields: Any) -> str:
+        fields.setdefault("name", "test")
+        issued = await self.app.services.keys.issue(NewKey(**fields), actor=SYSTEM)
+        return issued.secret
+
+
+@asynccontextmanager
+async def serve(settings: Settings, **build_kwargs: Any) -> AsyncIterator[Running]:
+    """rdev built by bootstrap and served by a real uvicorn on an ephemeral loopback port."""
+    app = build(settings, **build_kwargs)
+    config = uvicorn.Config(app.http, host="127.0.0.1", port=0, lifespan="on", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    issued = await app.services.keys.issue(NewKey(name="admin", scopes=["admin"]), actor=SYSTEM)
+    running = Running(app, f"http://127.0.0.1:{port}", issued.secret)
+    try:
+        yield running
+    finally:
+        for client in running.clients:
+            await client.aclose()
+        server.should_exit = True
+        await task
+
+
+def make_project(root: Path, name: str, config: str = "") -> Path:
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if config:
+        (folder / "project.toml").write_text(config)
+    return folder
+
+
+@dataclass
+class SseEvent:
+    event: str
+    data: dict[str, Any]
+    id: str | None = None
+
+
+async def read_sse(
+    client: httpx.AsyncClient,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    stop_after: int | None = None,
+    until: str = "complete",
+) -> list[SseEvent]:
+    """Read an SSE stream until `until` arrives, the server ends it, or `stop_after` events."""
+    out: list[SseEvent] = []
+    async with client.stream("GET", path, headers=headers or {}) as resp:
+        assert resp.status_code == 200, await resp.aread()
+        current: dict[str, str] = {}
+        async for line in resp.aiter_lines():
+            if line == "":
+                if "event" in current:
+                    out.append(
+                        SseEvent(
+                            current["event"],
+                            json.loads(current.get("data", "{}")),
+                            current.get("id"),
+                        )
+                    )
+                    current = {}
+                    if out[-1].event == until or (stop_after and len(out) >= stop_after):
+                        break
+                continue
+            name, _, value = line.partition(": ")
+            if name in ("event", "data", "id"):
+                current[name] = value
+    return out
+
+
+def processes_under(folder: Path) -> list[int]:
+    """PIDs of live processes whose working directory is inside `folder` (Linux /proc)."""
+    root = str(folder.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            state = (entry / "stat").read_text().split(") ", 1)[1][0]
+        except OSError:
+            continue
+        if state != "Z" and (cwd == root or cwd.startswith(root + "/")):
+            found.append(int(entry.name))
+    return found
+
+
+async def command_status(client: httpx.AsyncClient, command_id: str) -> dict[str, Any]:
+    resp = await client.get(f"/commands/{command_id}")
+    assert resp.status_code == 200, resp.text
+    data: dict[str, Any] = resp.json()["data"]
+    return data
+
+
+async def wait_status(
+    client: httpx.AsyncClient, command_id: str, *statuses: str, timeout: float = 15.0
+) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        data = await command_status(client, command_id)
+        return data if data["status"] in statuses else None
+
+    result: dict[str, Any] = await eventually(check, timeout=timeout)
+    return result
+
+
+def output_text(events: list[SseEvent]) -> str:
+    return "".join(
+        e.data["line"] + ("" if e.data.get("partial") else "\n")
+        for e in events
+        if e.event == "output"
+    )
