@@ -184,3 +184,49 @@ def output_text(events: list[SseEvent]) -> str:
         for e in events
         if e.event == "output"
     )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Replica:
+    """`rdev serve` in its own process: for restarts, several replicas and signals."""
+
+    proc: asyncio.subprocess.Process
+    url: str
+
+    async def stop(self, sig: int = 15, timeout: float = 30.0) -> int:
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+
+async def start_replica(env: dict[str, str], *, cwd: Path) -> Replica:
+    import sys
+
+    port = free_port()
+    full_env = {**os.environ, **env, "PORT": str(port), "RDEV_LOG_LEVEL": "warning"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rdev", "serve", "--host", "127.0.0.1", env=full_env, cwd=cwd,
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    async def healthy() -> bool:
+        if proc.returncode is not None:
+            raise AssertionError(f"rdev exited with {proc.returncode}")
+        try:
+            async with httpx.AsyncClient(timeout=1) as client:
+                return (await client.get(f"{url}/health")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    await eventually(healthy, timeout=30, interval=0.1)
+    return Replica(proc, url)

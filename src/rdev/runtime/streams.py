@@ -3,8 +3,8 @@ tails live events, de-duplicating by sequence number, so reconnecting (to any re
 loses or repeats an event.
 
 A subscription buffers at most `buffer_events` live events (plus one writer batch); past that it
-is marked slow and the reader ends with SLOW_CONSUMER (it resumes from the log). While a reader is catching up from the
-log it buffers nothing at all: it is only told to read again."""
+is marked slow and the reader ends with SLOW_CONSUMER (it resumes from the log). While a reader
+is catching up from the log it buffers nothing at all: it is only told to read again."""
 
 from __future__ import annotations
 

@@ -6,8 +6,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -46,15 +44,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _alembic_config(conn: Connection) -> Config:
+def _upgrade(conn: Connection) -> None:
+    # alembic is imported here: it costs a second at start-up and only migrations need it
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = conn
-    return cfg
-
-
-def _upgrade(conn: Connection) -> None:
-    command.upgrade(_alembic_config(conn), "head")
+    command.upgrade(cfg, "head")
 
 
 async def migrate(engine: AsyncEngine) -> None:
