@@ -55,6 +55,11 @@ class Running:
     url: str
     admin_key: str
     clients: list[httpx.AsyncClient] = field(default_factory=list)
+    workspaces: dict[str, Path] = field(default_factory=dict)
+
+    def workspace(self, project: str) -> Path:
+        """Where a project's files and processes live, on either backend."""
+        return self.workspaces.get(project) or self.app.settings.workspace_root / project
 
     def client(self, key: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {key}"} if key else {}

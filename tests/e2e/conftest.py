@@ -1,19 +1,95 @@
-"""E2E fixtures: a running rdev on SQLite (and on PostgreSQL where a test asks for it)."""
+"""E2E fixtures. The behavioural suite runs once per backend: `local` (folders and
+subprocesses) and `kubernetes` (the real kubernetes_asyncio client against tests/kube's API
+server, whose pods run commands as real subprocesses)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from rdev.config import Settings
+from tests.kube.server import FakeKubeApi
 from tests.support import Running, make_project, serve
+
+Launch = Callable[..., AbstractAsyncContextManager[Running]]
+LABELS = {"rdev.orchard9.ai/project": "true"}
+
+
+def _toml(config: dict[str, Any]) -> str:
+    lines = []
+    for key, value in config.items():
+        if isinstance(value, list):
+            lines.append(f"{key} = [{', '.join(repr(v).replace(chr(39), chr(34)) for v in value)}]")
+        elif isinstance(value, str):
+            lines.append(f'{key} = "{value}"')
+        else:
+            lines.append(f"{key} = {str(value).lower()}")
+    return "\n".join(lines) + "\n"
+
+
+@asynccontextmanager
+async def _local(
+    settings_factory: Callable[..., Settings], projects: dict[str, dict[str, Any]], **overrides: Any
+) -> AsyncIterator[Running]:
+    settings = settings_factory(**overrides)
+    for name, config in projects.items():
+        make_project(settings.workspace_root, name, _toml(config) if config else "")
+    async with serve(settings) as running:
+        yield running
+
+
+@asynccontextmanager
+async def _kubernetes(
+    settings_factory: Callable[..., Settings],
+    tmp_path: Path,
+    projects: dict[str, dict[str, Any]],
+    **overrides: Any,
+) -> AsyncIterator[Running]:
+    kube = FakeKubeApi(tmp_path / "pods", bookmark_interval=0.2)
+    await kube.start()
+    try:
+        kube.put_configmap(
+            "rdev-projects",
+            {f"{name}.yaml": yaml.safe_dump(config) for name, config in projects.items() if config},
+        )
+        pods = {}
+        for name in projects:
+            pod = f"claudebox-{name}-0"
+            kube.create_pod(pod, labels=LABELS | {"rdev.orchard9.ai/name": name})
+            pods[name] = kube.pod_dir(pod)
+        kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+        settings = settings_factory(backend="kubernetes", kubeconfig=str(kubeconfig), **overrides)
+        async with serve(settings) as running:
+            running.workspaces.update(pods)
+            yield running
+    finally:
+        await kube.stop()
+
+
+@pytest.fixture(params=["local", pytest.param("kubernetes", marks=pytest.mark.kubernetes)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
-async def rdev(settings_factory: Callable[..., Settings], tmp_path: Path) -> AsyncIterator[Running]:
-    settings = settings_factory()
-    make_project(settings.workspace_root, "demo", 'description = "demo"\n')
-    async with serve(settings) as running:
+def launch(backend: str, settings_factory: Callable[..., Settings], tmp_path: Path) -> Launch:
+    """launch(projects={"demo": {...settings...}}, **Settings overrides) on this backend."""
+
+    def start(projects: dict[str, dict[str, Any]] | None = None, **overrides: Any) -> Any:
+        chosen = projects if projects is not None else {"demo": {}}
+        if backend == "local":
+            return _local(settings_factory, chosen, **overrides)
+        return _kubernetes(settings_factory, tmp_path, chosen, **overrides)
+
+    return start
+
+
+@pytest.fixture
+async def rdev(launch: Launch) -> AsyncIterator[Running]:
+    async with launch() as running:
         yield running

@@ -42,7 +42,7 @@ async def test_config_items_round_trip(rdev: Running, type_: str) -> None:
 async def test_config_files_land_in_the_workspace_atomically(rdev: Running) -> None:
     base = "/projects/demo/claude-config/commands"
     await rdev.admin.post(base, json={"name": "review", "content": "Review the diff."})
-    folder = rdev.app.settings.workspace_root / "demo" / ".claude" / "commands"
+    folder = rdev.workspace("demo") / ".claude" / "commands"
     assert sorted(p.name for p in folder.iterdir()) == ["review.md"]  # no temp files left
     assert (folder / "review.md").read_text() == "Review the diff."
 

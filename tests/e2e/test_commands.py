@@ -110,7 +110,7 @@ async def test_env_overrides_of_loader_and_path_are_refused(rdev: Running, name:
 
 
 async def test_shell_env_and_cwd_reach_the_command(rdev: Running) -> None:
-    (rdev.app.settings.workspace_root / "demo" / "sub").mkdir()
+    (rdev.workspace("demo") / "sub").mkdir()
     cmd = await _run(
         rdev,
         "shell",

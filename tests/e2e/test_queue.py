@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from rdev.config import Settings
+from tests.e2e.conftest import Launch
 from tests.support import (
     Running,
     command_status,
     eventually,
-    make_project,
     processes_under,
     read_sse,
-    serve,
     wait_status,
 )
 
@@ -23,11 +21,9 @@ WAIT_FOR_FILE = "while [ ! -f {flag} ]; do sleep 0.02; done; echo released {flag
 
 
 @pytest.fixture
-async def limited(settings_factory: Callable[..., Settings]) -> AsyncIterator[Running]:
-    settings = settings_factory(concurrent_commands=5, max_queue=3)
-    make_project(settings.workspace_root, "demo")
-    make_project(settings.workspace_root, "solo", "max_concurrent_commands = 1\n")
-    async with serve(settings) as running:
+async def limited(launch: Launch) -> AsyncIterator[Running]:
+    projects: dict[str, dict[str, Any]] = {"demo": {}, "solo": {"max_concurrent_commands": 1}}
+    async with launch(projects, concurrent_commands=5, max_queue=3) as running:
         yield running
 
 
@@ -40,7 +36,7 @@ async def _blocker(rdev: Running, project: str, flag: str, **extra: Any) -> dict
 
 
 def _release(rdev: Running, project: str, flag: str) -> None:
-    (rdev.app.settings.workspace_root / project / flag).touch()
+    (rdev.workspace(project) / flag).touch()
 
 
 async def test_sixth_command_waits_for_a_free_slot(limited: Running) -> None:
@@ -84,7 +80,7 @@ async def test_queue_starts_by_priority_then_arrival(limited: Running) -> None:
 
 
 async def test_cancel_running_ends_the_whole_process_group(limited: Running) -> None:
-    workspace = limited.app.settings.workspace_root / "demo"
+    workspace = limited.workspace("demo")
     resp = await limited.admin.post(
         "/projects/demo/shell",
         json={"argv": ["sh", "-c", "sleep 1000 & echo started; sleep 1000"]},
@@ -118,7 +114,7 @@ async def test_cancel_queued_command(limited: Running) -> None:
 
 
 async def test_timeout_kills_the_process_group(limited: Running) -> None:
-    workspace = limited.app.settings.workspace_root / "demo"
+    workspace = limited.workspace("demo")
     resp = await limited.admin.post(
         "/projects/demo/shell",
         json={"argv": ["sh", "-c", "sleep 1000 & echo started; sleep 1000"], "timeout_seconds": 1},
@@ -131,11 +127,9 @@ async def test_timeout_kills_the_process_group(limited: Running) -> None:
 
 
 async def test_project_settings_limit_command_kinds(
-    settings_factory: Callable[..., Settings],
+    launch: Launch,
 ) -> None:
-    settings = settings_factory()
-    make_project(settings.workspace_root, "gitonly", 'allowed_commands = ["git"]\n')
-    async with serve(settings) as rdev:
+    async with launch({"gitonly": {"allowed_commands": ["git"]}}) as rdev:
         resp = await rdev.admin.post("/projects/gitonly/shell", json={"argv": ["true"]})
         assert resp.status_code == 403
         assert resp.json()["error"]["details"]["kind"] == "shell"

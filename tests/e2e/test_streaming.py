@@ -9,20 +9,18 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from rdev.config import Settings
+from tests.e2e.conftest import Launch
 from tests.support import Running, make_project, output_text, read_sse, serve, wait_status
 
 
 @pytest.fixture
-async def fast(settings_factory: Callable[..., Settings]) -> AsyncIterator[Running]:
-    settings = settings_factory(
+async def fast(launch: Launch) -> AsyncIterator[Running]:
+    async with launch(
         sse_heartbeat_seconds=0.2, max_output_bytes=256 * 1024, sse_buffer_events=50
-    )
-    make_project(settings.workspace_root, "demo")
-    async with serve(settings) as running:
+    ) as running:
         yield running
 
 
@@ -133,11 +131,9 @@ async def test_heartbeats_keep_a_silent_stream_alive(fast: Running) -> None:
 
 
 async def test_slow_consumer_is_cut_off_and_resumes_from_the_log_without_loss(
-    settings_factory: Callable[..., Settings],
+    launch: Launch,
 ) -> None:
-    settings = settings_factory(sse_buffer_events=50)
-    make_project(settings.workspace_root, "demo")
-    async with serve(settings) as rdev:
+    async with launch(sse_buffer_events=50) as rdev:
         await _check_slow_consumer(rdev, lines=100_000)
 
 
@@ -145,19 +141,19 @@ async def _check_slow_consumer(fast: Running, *, lines: int) -> None:
     cid = await _shell(fast, f"sleep 0.5; seq 1 {lines}")
     fast_reader = asyncio.create_task(read_sse(fast.admin, f"/commands/{cid}/events"))
     received: list[Any] = []
-    async with httpx.AsyncClient(base_url=fast.url, headers=fast.admin.headers, timeout=60) as slow:
-        async with slow.stream("GET", f"/commands/{cid}/events") as resp:
-            chunks = resp.aiter_lines()
-            await anext(chunks)
-            await wait_status(fast.admin, cid, "succeeded", timeout=60)  # stop reading meanwhile
-            current: dict[str, str] = {}
-            async for line in chunks:
-                if line == "":
-                    received.append(dict(current))
-                    current = {}
-                    continue
-                name, _, value = line.partition(": ")
-                current[name] = value
+    slow = fast.client(fast.admin_key, timeout=60)
+    async with slow.stream("GET", f"/commands/{cid}/events") as resp:
+        chunks = resp.aiter_lines()
+        await anext(chunks)
+        await wait_status(fast.admin, cid, "succeeded", timeout=60)  # stop reading meanwhile
+        current: dict[str, str] = {}
+        async for line in chunks:
+            if line == "":
+                received.append(dict(current))
+                current = {}
+                continue
+            name, _, value = line.partition(": ")
+            current[name] = value
     assert received[-1]["event"] == "error" and "SLOW_CONSUMER" in received[-1]["data"]
     last_id = [r["id"] for r in received if "id" in r][-1]
     tail = await read_sse(fast.admin, f"/commands/{cid}/events", headers={"Last-Event-ID": last_id})
