@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ import typer
 import uvicorn
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from rdev import logsetup
 from rdev.adapters.bus.memory import InProcessBus
@@ -24,7 +26,7 @@ from rdev.services.keys import KeyService, NewKey
 app = typer.Typer(help="rdev: a remote development API.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys straight in the database.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -95,7 +97,7 @@ def _first_admin_key(settings: Settings) -> None:
         finally:
             await store.close()
 
-    secret = asyncio.run(run())
+    secret = _run(run)
     if secret:
         err.print("\n[bold]Admin API key (shown once):[/bold]", highlight=False)
         print(secret, flush=True)
@@ -124,10 +126,19 @@ def _with_keys(fn: Any) -> Any:
         finally:
             await store.close()
 
+    return _run(run)
+
+
+def _run(fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run against the database; a refusal or an unreachable database is one line, exit 1."""
     try:
-        return asyncio.run(run())
+        return asyncio.run(fn())
     except RdevError as e:
         err.print(f"rdev: {e.message}", highlight=False)
+        raise typer.Exit(1) from None
+    except (SQLAlchemyError, OSError) as e:
+        reason = (str(getattr(e, "orig", None) or e).strip().splitlines() or [""])[0]
+        err.print(f"rdev: database error: {type(e).__name__}: {reason}", highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -143,7 +154,7 @@ def migrate() -> None:
         finally:
             await store.close()
 
-    asyncio.run(run())
+    _run(run)
     err.print("database is up to date")
 
 
