@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+import uvicorn
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rdev.adapters.bus.memory import InProcessBus
 from rdev.adapters.bus.postgres import PostgresBus
@@ -22,10 +22,8 @@ from rdev.adapters.http.state import HttpServices
 from rdev.adapters.local.backend import LocalBackend
 from rdev.adapters.local.demo import ensure_demo_project
 from rdev.adapters.sql import db
-from rdev.adapters.sql.audit import SqlAuditLog
-from rdev.adapters.sql.commands import SqlCommandStore
-from rdev.adapters.sql.events import SqlEventLog
-from rdev.adapters.sql.keys import SqlKeyStore
+from rdev.adapters.sql.store import Store, build_store
+from rdev.clock import utcnow
 from rdev.config import Settings
 from rdev.ports import Backend, Bus
 from rdev.runtime.dispatcher import CANCEL_TOPIC, QUEUE_TOPIC, Dispatcher, DispatchLimits
@@ -40,40 +38,11 @@ from rdev.services.projects import ProjectService
 log = structlog.get_logger(__name__)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class Store:
-    """The SQL side alone: what the CLI needs for `migrate` and `keys`."""
-
-    engine: AsyncEngine
-    keys: SqlKeyStore
-    audit_log: SqlAuditLog
-    commands: SqlCommandStore
-    events: SqlEventLog
-
-    async def close(self) -> None:
-        await self.engine.dispose()
-
-
-def build_store(settings: Settings) -> Store:
-    engine = db.make_engine(settings.db_url)
-    return Store(
-        engine=engine,
-        keys=SqlKeyStore(engine),
-        audit_log=SqlAuditLog(engine),
-        commands=SqlCommandStore(engine),
-        events=SqlEventLog(engine),
-    )
-
-
 def build_backend(settings: Settings) -> Backend:
     if settings.backend == "kubernetes":
         from rdev.adapters.kubernetes.backend import KubernetesBackend
 
-        return KubernetesBackend(  # type: ignore[no-any-return]
+        return KubernetesBackend(
             namespace=settings.namespace, kubeconfig=settings.kubeconfig or None
         )
     return LocalBackend(settings.workspace_root)
@@ -210,3 +179,33 @@ def build(
         lifespan=app.lifespan,
     )
     return app
+
+
+class _Server(uvicorn.Server):
+    """Tells rdev about SIGTERM before uvicorn starts draining connections, so SSE streams end
+    with a retry hint instead of holding the shutdown open."""
+
+    def __init__(self, config: uvicorn.Config, rdev_app: App) -> None:
+        super().__init__(config)
+        self._rdev = rdev_app
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self._rdev.begin_shutdown()
+        super().handle_exit(sig, frame)
+
+
+def run(settings: Settings, *, demo: bool = False) -> None:
+    """Build rdev and serve it with uvicorn until SIGTERM/SIGINT."""
+    app = build(settings, demo=demo)
+    config = uvicorn.Config(
+        app.http,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
+        lifespan="on",
+        proxy_headers=False,  # rdev resolves client IPs itself, from RDEV_TRUSTED_PROXIES only
+        server_header=False,
+    )
+    _Server(config, app).run()

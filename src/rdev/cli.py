@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,7 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from rdev import logsetup
 from rdev.adapters.bus.memory import InProcessBus
 from rdev.adapters.sql import db
-from rdev.bootstrap import App, build, build_store, utcnow
+from rdev.adapters.sql.store import build_store
+from rdev.clock import utcnow
 from rdev.config import ConfigError, Settings, load_settings
 from rdev.domain.errors import RdevError
 from rdev.services.audit import SYSTEM, AuditService
@@ -37,19 +37,6 @@ def _settings(**overrides: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
-class _Server(uvicorn.Server):
-    """Tells rdev about SIGTERM before uvicorn starts draining connections, so SSE streams end
-    with a retry hint instead of holding the shutdown open."""
-
-    def __init__(self, config: uvicorn.Config, rdev_app: App) -> None:
-        super().__init__(config)
-        self._rdev = rdev_app
-
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        self._rdev.begin_shutdown()
-        super().handle_exit(sig, frame)
-
-
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
@@ -66,19 +53,9 @@ def serve(
     logsetup.configure(fmt=settings.log_format, level=settings.log_level)
     if demo:
         _first_admin_key(settings)
-    rdev_app = build(settings, demo=demo)
-    config = uvicorn.Config(
-        rdev_app.http,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.log_level == "debug",
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
-        lifespan="on",
-        proxy_headers=False,
-        server_header=False,
-    )
-    _Server(config, rdev_app).run()
+    from rdev.bootstrap import run  # the web stack loads only for `serve`
+
+    run(settings, demo=demo)
 
 
 def _first_admin_key(settings: Settings) -> None:

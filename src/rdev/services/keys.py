@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from rdev.domain import keys as keyfmt
 from rdev.domain import policy
@@ -74,7 +74,7 @@ class KeyService:
             scopes=policy.parse_scopes(new.scopes),
             projects=projects,
             allowed_ips=policy.parse_cidrs(new.allowed_ips),
-            expires_at=new.expires_at,
+            expires_at=new.expires_at.astimezone(UTC) if new.expires_at else None,
             created_at=now,
             created_by=actor.key_id,
         )
