@@ -63,7 +63,8 @@ class Running:
 
     def client(self, key: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        client = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **kwargs)
+        kwargs.setdefault("timeout", 30)
+        client = httpx.AsyncClient(base_url=self.url, headers=headers, **kwargs)
         self.clients.append(client)
         return client
 
