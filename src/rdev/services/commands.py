@@ -98,6 +98,7 @@ class CommandService:
             raise Forbidden(
                 f"this key is not granted project {project_id}", details={"reason": "project"}
             )
+        await self._backend.check()  # a backend that is down refuses work now, not later
         project = await self._backend.get_project(project_id)
         if kind not in project.allowed_kinds:
             raise Forbidden(
