@@ -139,7 +139,7 @@ class CommandService:
             idempotency_key=sub.idempotency_key,
             request_hash=request_hash,
         )
-        position = await self._store.count_queued(sub.project_id) + 1
+        position = await self._store.queue_position(cmd)  # computed before it joins the queue
         first = Event(cmd.id, 1, EventType.STATUS, {"status": "queued", "queue_position": position})
         stored = await self._store.add(cmd, first)
         if stored.id != cmd.id:  # lost an idempotency race to an identical request
@@ -154,7 +154,7 @@ class CommandService:
             kind=cmd.kind.value,
             argv=_audit_argv(cmd),
         )
-        return Submitted(cmd, await self._store.queue_position(cmd), created=True)
+        return Submitted(cmd, position, created=True)
 
     async def _replay(self, existing: Command, request_hash: str) -> Submitted:
         if existing.request_hash != request_hash:

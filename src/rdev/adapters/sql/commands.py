@@ -159,7 +159,8 @@ class SqlCommandStore:
             return int((await conn.execute(q)).scalar() or 0)
 
     async def queue_position(self, command: Command) -> int | None:
-        """1-based position among the project's queued commands, in claim order."""
+        """1-based position among the project's queued commands, in claim order (also for a
+        command about to be queued: everything already there of its rank or higher is ahead)."""
         if command.status is not CommandStatus.QUEUED:
             return None
         rank, created = command.priority.rank, command.created_at
