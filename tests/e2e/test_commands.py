@@ -118,7 +118,7 @@ async def test_shell_env_and_cwd_reach_the_command(rdev: Running) -> None:
     )
     events = await read_sse(rdev.admin, cmd["events_url"])
     lines = [e.data["line"] for e in events if e.event == "output"]
-    assert lines[0].endswith("/demo/sub")
+    assert lines[0] == str((rdev.workspace("demo") / "sub").resolve())
     assert lines[1] == "hi"
 
 

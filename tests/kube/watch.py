@@ -75,8 +75,7 @@ class WatchStream:
             resp = await _open(request)
             if await self._pump(resp, watcher):
                 await resp.write_eof()
-            else:
-                assert request.transport is not None
+            elif request.transport is not None:  # None: the client already went away
                 request.transport.abort()
         finally:
             self.store.unsubscribe(watcher)

@@ -93,7 +93,9 @@ class Runner:
             exit_status = waiter.result()
             if exit_status.exit_code is None:
                 code = exit_status.error_code or "EXEC_LOST"
-                return CommandStatus.LOST, None, (code, exit_status.error or "connection lost")
+                # could not start (known outcome: failed) versus lost track of it (unknown)
+                status = CommandStatus.FAILED if code == "EXEC_FAILED" else CommandStatus.LOST
+                return status, None, (code, exit_status.error or "connection lost")
             return status_for_exit(exit_status.exit_code), exit_status.exit_code, None
         stopper.cancel()
         if stopper in done:
