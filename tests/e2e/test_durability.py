@@ -184,6 +184,20 @@ async def test_two_replicas_share_the_queue_and_stream_each_others_commands(
             assert events[-1].data["status"] == "succeeded"
         for cid in ids:
             await wait_status(clients[1], cid, "succeeded")
+        # a reader that read part of a stream on one replica resumes on the other, losing nothing
+        head = await read_sse(clients[0], f"/commands/{ids[0]}/events", stop_after=2)
+        tail = await read_sse(
+            clients[1], f"/commands/{ids[0]}/events", headers={"Last-Event-ID": str(head[-1].id)}
+        )
+        assert [e.event for e in head + tail] == [
+            "connected",
+            "status",
+            "connected",
+            "status",
+            "output",
+            "status",
+            "complete",
+        ]
         assert len(set(owners.values())) >= 1
     finally:
         for client in clients:

@@ -139,3 +139,19 @@ async def test_project_settings_limit_command_kinds(
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def test_replica_wide_limit_holds_across_projects(launch: Launch) -> None:
+    projects: dict[str, dict[str, Any]] = {"one": {}, "two": {}}
+    async with launch(projects, replica_max_commands=2, concurrent_commands=5) as rdev:
+        first = await _blocker(rdev, "one", "a")
+        second = await _blocker(rdev, "two", "b")
+        third = await _blocker(rdev, "two", "c")
+        for cmd in (first, second):
+            await wait_status(rdev.admin, cmd["command_id"], "running")
+        assert (await command_status(rdev.admin, third["command_id"]))["status"] == "queued"
+        _release(rdev, "one", "a")
+        await wait_status(rdev.admin, third["command_id"], "running")
+        _release(rdev, "two", "b")
+        _release(rdev, "two", "c")
+        await wait_status(rdev.admin, third["command_id"], "succeeded")
