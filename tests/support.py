@@ -79,10 +79,15 @@ class Running:
 
 
 @asynccontextmanager
-async def serve(settings: Settings, **build_kwargs: Any) -> AsyncIterator[Running]:
-    """rdev built by bootstrap and served by a real uvicorn on an ephemeral loopback port."""
+async def serve(
+    settings: Settings, *, host: str = "127.0.0.1", **build_kwargs: Any
+) -> AsyncIterator[Running]:
+    """rdev built by bootstrap and served by a real uvicorn on an ephemeral loopback port,
+    configured as `rdev serve` configures it (uvicorn itself believes no proxy headers)."""
     app = build(settings, **build_kwargs)
-    config = uvicorn.Config(app.http, host="127.0.0.1", port=0, lifespan="on", log_level="warning")
+    config = uvicorn.Config(
+        app.http, host=host, port=0, lifespan="on", log_level="warning", proxy_headers=False
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -91,7 +96,8 @@ async def serve(settings: Settings, **build_kwargs: Any) -> AsyncIterator[Runnin
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     issued = await app.services.keys.issue(NewKey(name="admin", scopes=["admin"]), actor=SYSTEM)
-    running = Running(app, f"http://127.0.0.1:{port}", issued.secret)
+    netloc = f"[{host}]" if ":" in host else host
+    running = Running(app, f"http://{netloc}:{port}", issued.secret)
     try:
         yield running
     finally:

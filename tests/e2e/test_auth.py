@@ -4,25 +4,19 @@ revocation."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from rdev.bootstrap import build
 from rdev.config import Settings
 from rdev.domain import keys as keyfmt
 from rdev.domain.models import ApiKey, Scope
-from rdev.services.audit import SYSTEM
-from rdev.services.keys import NewKey
 from tests.e2e.conftest import Launch
-from tests.support import Running, eventually, make_project
+from tests.support import Running, eventually, make_project, serve
 
 SettingsFactory = Callable[..., Settings]
 
@@ -127,35 +121,6 @@ async def test_ip_outside_the_allow_list_is_403(rdev: Running) -> None:
     assert (await v6_only.get("/projects")).status_code == 403
 
 
-@asynccontextmanager
-async def serve_like_cli(settings: Settings, host: str = "127.0.0.1") -> AsyncIterator[Running]:
-    """Like tests.support.serve, but with uvicorn configured as `rdev serve` configures it: no
-    proxy-header handling of its own (uvicorn's default trusts X-Forwarded-For from 127.0.0.1,
-    which would hide what rdev's trusted-proxy logic does)."""
-    app = build(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app.http, host=host, port=0, lifespan="on", log_level="warning", proxy_headers=False
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    issued = await app.services.keys.issue(NewKey(name="admin", scopes=["admin"]), actor=SYSTEM)
-    netloc = f"[{host}]" if ":" in host else host
-    running = Running(app, f"http://{netloc}:{port}", issued.secret)
-    try:
-        yield running
-    finally:
-        for client in running.clients:
-            await client.aclose()
-        server.should_exit = True
-        await task
-
-
 def _ipv6_loopback() -> bool:
     try:
         with socket.socket(socket.AF_INET6) as s:
@@ -167,7 +132,7 @@ def _ipv6_loopback() -> bool:
 
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
 async def test_ipv6_allow_lists_over_ipv6(settings_factory: SettingsFactory) -> None:
-    async with serve_like_cli(settings_factory(), host="::1") as running:
+    async with serve(settings_factory(), host="::1") as running:
 
         async def status(*cidrs: str) -> int:
             raw = await running.new_key(scopes=["projects:read"], allowed_ips=cidrs)
@@ -216,7 +181,7 @@ async def _check_project_grants(rdev: Running) -> None:
 async def test_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(
     settings_factory: SettingsFactory,
 ) -> None:
-    async with serve_like_cli(settings_factory()) as running:
+    async with serve(settings_factory()) as running:
         raw = await running.new_key(scopes=["projects:read"], allowed_ips=["10.0.0.0/8"])
         resp = await running.client(raw).get("/projects", headers={"X-Forwarded-For": "10.1.2.3"})
         assert resp.status_code == 403
@@ -227,7 +192,7 @@ async def test_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(
 async def proxied(settings_factory: SettingsFactory) -> AsyncIterator[Running]:
     settings = settings_factory(trusted_proxies="127.0.0.1/32", auth_failures_per_minute=5)
     make_project(settings.workspace_root, "demo")
-    async with serve_like_cli(settings) as running:
+    async with serve(settings) as running:
         yield running
 
 
