@@ -26,7 +26,8 @@ from rdev.adapters.sql.store import Store, build_store
 from rdev.clock import utcnow
 from rdev.config import Settings
 from rdev.ports import Backend, Bus
-from rdev.runtime.dispatcher import CANCEL_TOPIC, QUEUE_TOPIC, Dispatcher, DispatchLimits
+from rdev.runtime.dispatcher import CANCEL_TOPIC, QUEUE_TOPIC, Dispatcher
+from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.streams import EVENTS_TOPIC, StreamHub
 from rdev.services.audit import AuditService
 from rdev.services.claude_config import ClaudeConfigService

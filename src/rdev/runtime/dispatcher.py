@@ -9,30 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 
 from rdev.domain.models import Command, CommandStatus, Event, EventType
 from rdev.ports import Backend, Bus, CommandStore, EventLog, Finish
+from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.runner import Runner
 from rdev.runtime.streams import StreamHub
 
 log = structlog.get_logger(__name__)
 QUEUE_TOPIC = "queue"
 CANCEL_TOPIC = "cancel"
-
-
-@dataclass(frozen=True, slots=True)
-class DispatchLimits:
-    per_project: int = 5
-    per_replica: int = 50
-    lease_seconds: float = 30.0
-    kill_grace_seconds: float = 5.0
-    max_output_bytes: int = 10 * 1024 * 1024
-    poll_seconds: float = 1.0
-    claude_bin: str = "claude"
 
 
 class Dispatcher:

@@ -7,7 +7,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
@@ -15,12 +15,10 @@ from rdev.domain.errors import RdevError
 from rdev.domain.lifecycle import status_for_exit
 from rdev.domain.models import ClaudeResult, Command, CommandKind, CommandStatus, EventType
 from rdev.ports import Backend, CommandStore, EventLog, Execution, ExitStatus, Finish
+from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.output import LineSplitter
 from rdev.runtime.streams import StreamHub
 from rdev.runtime.writer import EventWriter
-
-if TYPE_CHECKING:
-    from rdev.runtime.dispatcher import DispatchLimits
 
 log = structlog.get_logger(__name__)
 

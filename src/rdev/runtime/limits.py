@@ -1,0 +1,16 @@
+"""The dispatcher's limits and timings, shared by the dispatcher and the runners it starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchLimits:
+    per_project: int = 5
+    per_replica: int = 50
+    lease_seconds: float = 30.0
+    kill_grace_seconds: float = 5.0
+    max_output_bytes: int = 10 * 1024 * 1024
+    poll_seconds: float = 1.0
+    claude_bin: str = "claude"
