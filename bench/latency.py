@@ -1,0 +1,139 @@
+"""Start latency: `POST /projects/demo/shell {"argv": ["echo", "hi"]}`, then at once
+`GET /commands/{id}/events`, until the first `output` event arrives; 200 runs, one at a time.
+
+Baseline, interleaved in the same run: `asyncio.create_subprocess_exec("echo", "hi")` in this
+process until its first stdout byte. The overhead is rdev's median minus the baseline's median
+(target <= 5 ms); the p99s are reported alongside. Runs are 20 ms apart so one run's tail work
+(finishing the command) does not land in the next measurement. The client is one keep-alive
+httpx client, so its own per-request cost (a few hundred microseconds) is part of rdev's
+figure. `--trace` adds an in-process breakdown of the awaited store/backend calls
+(bench/_trace.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import httpx
+
+from bench._common import (
+    BenchError,
+    Result,
+    StreamStats,
+    load_note,
+    median,
+    parser,
+    percentile,
+    read_stream,
+    run,
+    server,
+    submit,
+    verdict,
+)
+
+TARGET_MS = 5.0
+
+
+async def rdev_once(client: httpx.AsyncClient) -> tuple[float, float, float, float]:
+    """Milliseconds from just before POST to: the 201, the SSE response, the first output, and
+    `complete`."""
+    t0 = time.perf_counter()
+    command_id = await submit(client, ["echo", "hi"])
+    posted = time.perf_counter()
+    stats = await read_stream(client, command_id, StreamStats())
+    if stats.outputs != 1 or stats.first_output_at is None or stats.complete_at is None:
+        raise BenchError(f"unexpected stream for echo hi: {stats}")
+    assert stats.headers_at is not None
+    return (
+        (posted - t0) * 1000,
+        (stats.headers_at - t0) * 1000,
+        (stats.first_output_at - t0) * 1000,
+        (stats.complete_at - t0) * 1000,
+    )
+
+
+async def direct_once() -> float:
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec("echo", "hi", stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    first = await proc.stdout.read(1)
+    elapsed = (time.perf_counter() - t0) * 1000
+    await proc.stdout.read()
+    await proc.wait()
+    if first != b"h":
+        raise BenchError(f"echo printed {first!r}")
+    return elapsed
+
+
+def _dist(values: list[float]) -> str:
+    return f"median {median(values):6.2f} ms, p99 {percentile(values, 99):6.2f} ms"
+
+
+async def bench(args: argparse.Namespace) -> Result:
+    runs: int = args.runs or (50 if args.quick else 200)
+    print(f"latency: {runs} runs of `echo hi`, interleaved with direct spawns, {load_note()}")
+    async with server() as srv:
+        print("  " + srv.describe())
+        client = srv.client()
+        for _ in range(5):  # warm up: connections, caches, code paths
+            await rdev_once(client)
+            await direct_once()
+        posts: list[float] = []
+        opens: list[float] = []
+        firsts: list[float] = []
+        completes: list[float] = []
+        directs: list[float] = []
+        for _ in range(runs):
+            post, opened, first, complete = await rdev_once(client)
+            posts.append(post)
+            opens.append(opened)
+            firsts.append(first)
+            completes.append(complete)
+            await asyncio.sleep(0.02)
+            directs.append(await direct_once())
+            await asyncio.sleep(0.02)
+    overhead = median(firsts) - median(directs)
+    p99_overhead = percentile(firsts, 99) - percentile(directs, 99)
+    print(f"  POST -> 201                 {_dist(posts)}")
+    print(f"  POST -> SSE response        {_dist(opens)}")
+    print(f"  POST -> first output event  {_dist(firsts)}")
+    print(f"  POST -> complete event      {_dist(completes)}")
+    print(f"  direct spawn -> first byte  {_dist(directs)}")
+    if args.trace:
+        from bench._trace import trace_latency
+
+        print("\n".join(await trace_latency(min(runs, 100))))
+    met = overhead <= TARGET_MS
+    line = (
+        f"latency: rdev median {median(firsts):.2f} ms (p99 {percentile(firsts, 99):.2f} ms), "
+        f"baseline median {median(directs):.2f} ms (p99 {percentile(directs, 99):.2f} ms), "
+        f"overhead median {overhead:.2f} ms, p99 {p99_overhead:.2f} ms "
+        f"(target median <= {TARGET_MS:g} ms){verdict(met)}"
+    )
+    print(line)
+    return Result(
+        "latency",
+        line,
+        met,
+        {
+            "rdev_median_ms": median(firsts),
+            "rdev_p99_ms": percentile(firsts, 99),
+            "baseline_median_ms": median(directs),
+            "baseline_p99_ms": percentile(directs, 99),
+            "overhead_median_ms": overhead,
+            "overhead_p99_ms": p99_overhead,
+        },
+    )
+
+
+def main(argv: list[str] | None = None) -> Result:
+    p = parser(__doc__ or "")
+    p.add_argument("--runs", type=int, default=0, help="measured runs (default 200)")
+    p.add_argument("--trace", action="store_true", help="also time rdev's awaited calls in-process")
+    args = p.parse_args(argv)
+    return run(lambda: bench(args))
+
+
+if __name__ == "__main__":
+    main()

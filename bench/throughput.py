@@ -1,0 +1,284 @@
+"""Throughput: one SSE client reading a command that prints N lines of B bytes (default 200,000
+lines of 100 bytes, newline included) on the local backend, with SQLite persistence on.
+
+rdev: events/second from POST to `complete` (the command's whole run: queue, spawn, event log
+writes, hub, SSE). Baseline: the same N `output` frames from a bare Starlette streaming endpoint
+(`/_bench/baseline`, bench/_server.py) in the same server process, 500 frames per chunk like
+rdev's writer batches. Runs alternate and the medians are compared; target ratio >= 0.6.
+
+RDEV_MAX_OUTPUT_BYTES is raised to 1 GiB: the default 10 MiB cap would truncate 200,000 lines of
+100 bytes (20 MB) after about 105,000 lines."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+
+import httpx
+
+from bench._common import (
+    PROJECT,
+    BenchError,
+    Result,
+    Server,
+    SseCounter,
+    StreamStats,
+    gen_argv,
+    load_note,
+    median,
+    num,
+    parser,
+    read_stream,
+    run,
+    server,
+    submit,
+    verdict,
+)
+from bench._server import BASELINE_PATH
+from rdev.domain.models import Event, EventType
+
+TARGET = 0.6
+
+
+async def rdev_run(client: httpx.AsyncClient, lines: int, size: int) -> tuple[float, StreamStats]:
+    """Seconds from POST to `complete`, and what the stream delivered."""
+    t0 = time.perf_counter()
+    command_id = await submit(client, gen_argv(lines, size))
+    stats = await read_stream(client, command_id)
+    if stats.outputs != lines:
+        raise BenchError(f"rdev delivered {stats.outputs} output events, expected {lines}")
+    assert stats.complete_at is not None
+    return stats.complete_at - t0, stats
+
+
+async def baseline_run(client: httpx.AsyncClient, lines: int, size: int, batch: int) -> float:
+    stats = StreamStats()
+    counter = SseCounter(stats)
+    t0 = time.perf_counter()
+    params = {"lines": lines, "size": size, "batch": batch}
+    async with client.stream("GET", BASELINE_PATH, params=params) as resp:
+        if resp.status_code != 200:
+            raise BenchError(f"baseline: {resp.status_code}")
+        async for chunk in resp.aiter_raw():
+            counter.feed(chunk, time.perf_counter())
+    if stats.outputs != lines or stats.complete_at is None:
+        raise BenchError(f"baseline delivered {stats.outputs} output events, expected {lines}")
+    return stats.complete_at - t0
+
+
+async def command_alone(srv: Server, lines: int, size: int) -> float:
+    """The generator command on its own, stdout to a pipe read to the end."""
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *gen_argv(lines, size), cwd=srv.workspaces / PROJECT, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    total = 0
+    while chunk := await proc.stdout.read(1 << 16):
+        total += len(chunk)
+    await proc.wait()
+    if total != lines * size:
+        raise BenchError(f"generator wrote {total} bytes, expected {lines * size}")
+    return time.perf_counter() - t0
+
+
+class _NullLog:
+    async def append(self, batch: Sequence[Event]) -> None:
+        return None
+
+
+class _NullHub:
+    async def publish(self, events: Sequence[Event]) -> None:
+        return None
+
+
+def _timed(label: str, lines: int, seconds: float) -> str:
+    return f"    {label:<58} {seconds * 1000:7.0f} ms  {seconds / lines * 1e6:5.1f} us/event"
+
+
+async def breakdown(lines: int, size: int) -> list[str]:
+    """In-process costs of the per-event steps on rdev's path, one at a time, to show where a
+    server's CPU goes: split stdout into lines, the writer (Event, seq, cap, batching), the
+    event log insert (SQLite), SSE framing, and json.dumps alone for scale."""
+    from rdev.adapters.http.sse import frame
+    from rdev.adapters.sql import db
+    from rdev.adapters.sql.events import SqlEventLog, event_rows
+    from rdev.runtime.output import LineSplitter
+    from rdev.runtime.writer import BATCH_EVENTS, EventWriter
+
+    data = (b"x" * (size - 1) + b"\n") * lines
+    out: list[str] = [f"  in-process breakdown for {lines:,} events (same process, one at a time):"]
+
+    t0 = time.perf_counter()
+    splitter = LineSplitter()
+    split = [
+        line
+        for start in range(0, len(data), 1 << 16)
+        for line, _ in splitter.feed(data[start : start + (1 << 16)])
+    ]
+    out.append(
+        _timed("LineSplitter.feed (64 KiB chunks -> str lines)", lines, time.perf_counter() - t0)
+    )
+
+    writer = EventWriter(
+        "cmd_bench", last_seq=0, log=_NullLog(), hub=_NullHub(),  # type: ignore[arg-type]
+        max_output_bytes=1 << 40,
+    )  # fmt: skip
+    captured: list[Event] = []
+    t0 = time.perf_counter()
+    for line in split:
+        await writer.output(line, "stdout", complete=True)
+    await writer.close()
+    out.append(
+        _timed("EventWriter.output per line (null log and hub)", lines, time.perf_counter() - t0)
+    )
+    captured = [
+        Event(
+            "cmd_0123456789ab0123456789ab",
+            i + 1,
+            EventType.OUTPUT,
+            {"line": ln, "stream": "stdout"},
+        )
+        for i, ln in enumerate(split)
+    ]
+    batches = [captured[i : i + BATCH_EVENTS] for i in range(0, lines, BATCH_EVENTS)]
+
+    t0 = time.perf_counter()
+    for batch in batches:
+        event_rows(batch)
+    out.append(
+        _timed(
+            "sql.events.event_rows (json.dumps + datetime per row)", lines, time.perf_counter() - t0
+        )
+    )
+
+    with tempfile.TemporaryDirectory(prefix="rdev-bench-") as tmp:
+        engine = db.make_engine(f"sqlite+aiosqlite:///{tmp}/bench.db")
+        await db.migrate(engine)
+        log = SqlEventLog(engine)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for batch in batches:
+            await log.append(batch)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        out.append(
+            _timed(
+                f"SqlEventLog.append, {BATCH_EVENTS}/txn (wall; all threads' CPU {cpu:.1f} s)",
+                lines,
+                wall,
+            )
+        )
+        t0 = time.perf_counter()
+        after = 0
+        while page := await log.read("cmd_0123456789ab0123456789ab", after=after, limit=1000):
+            after = page[-1].seq
+        out.append(
+            _timed(
+                "SqlEventLog.read, pages of 1000 (a reader catching up)",
+                lines,
+                time.perf_counter() - t0,
+            )
+        )
+        await engine.dispose()
+
+    t0 = time.perf_counter()
+    for batch in batches:
+        "".join(frame(e) for e in batch)
+    out.append(
+        _timed(
+            "sse.frame per event, joined per batch (per reader)", lines, time.perf_counter() - t0
+        )
+    )
+
+    t0 = time.perf_counter()
+    for e in captured:
+        json.dumps(e.data, ensure_ascii=False, separators=(",", ":"))
+    out.append(_timed("json.dumps of one event's data, for scale", lines, time.perf_counter() - t0))
+    return out
+
+
+async def bench(args: argparse.Namespace) -> Result:
+    lines: int = args.lines or (50_000 if args.quick else 200_000)
+    repeat: int = args.repeat or (2 if args.quick else 3)
+    size: int = args.size
+    env = {"RDEV_MAX_OUTPUT_BYTES": str(1 << 30)}
+    print(f"throughput: {lines:,} lines x {size} B, {repeat} runs each, {load_note()}")
+    async with server(env) as srv:
+        print("  " + srv.describe())
+        client = srv.client()
+        await rdev_run(client, 2_000, size)  # warm up both paths
+        await baseline_run(client, 2_000, size, args.batch)
+        rdev_s: list[float] = []
+        stream_s: list[float] = []
+        base_s: list[float] = []
+        reconnects = 0
+        main_cpu: list[float] = []
+        other_cpu: list[float] = []
+        for i in range(repeat):
+            cpu0 = srv.thread_cpu()
+            seconds, stats = await rdev_run(client, lines, size)
+            cpu1 = srv.thread_cpu()
+            main_cpu.append(cpu1[0] - cpu0[0])
+            other_cpu.append(cpu1[1] - cpu0[1])
+            assert stats.first_output_at is not None and stats.complete_at is not None
+            rdev_s.append(seconds)
+            stream_s.append(stats.complete_at - stats.first_output_at)
+            reconnects += stats.reconnects
+            base_s.append(await baseline_run(client, lines, size, args.batch))
+            print(
+                f"  run {i + 1}: rdev {seconds:.2f} s POST->complete "
+                f"({lines / seconds:,.0f} ev/s, {stats.reconnects} reconnects, "
+                f"{stats.bytes / seconds / 1e6:.1f} MB/s of SSE), "
+                f"baseline {base_s[-1]:.2f} s ({lines / base_s[-1]:,.0f} ev/s); "
+                f"rdev server CPU: event loop {main_cpu[-1]:.2f} s, other threads "
+                f"{other_cpu[-1]:.2f} s"
+            )
+        alone = median([await command_alone(srv, lines, size) for _ in range(repeat)])
+    rdev_rate = lines / median(rdev_s)
+    base_rate = lines / median(base_s)
+    ratio = rdev_rate / base_rate
+    met = ratio >= TARGET
+    print(
+        f"  rdev first output -> complete: {lines / median(stream_s):,.0f} ev/s; "
+        f"the command alone (stdout to a pipe) takes {alone * 1000:.0f} ms; "
+        f"SLOW_CONSUMER reconnects over all runs: {reconnects}"
+    )
+    loop_us = median(main_cpu) / lines * 1e6
+    print(
+        f"  rdev server CPU per event: event loop {loop_us:.1f} us, other threads "
+        f"{median(other_cpu) / lines * 1e6:.1f} us; the loop is busy "
+        f"{median(main_cpu) / median(rdev_s):.0%} of the run"
+    )
+    if args.breakdown:
+        print("\n".join(await breakdown(lines, size)))
+    line = (
+        f"throughput: rdev {num(rdev_rate)} ev/s, baseline {num(base_rate)} ev/s, "
+        f"ratio {ratio:.2f} (target >= {TARGET}){verdict(met)}"
+    )
+    print(line)
+    return Result(
+        "throughput",
+        line,
+        met,
+        {"rdev_ev_s": rdev_rate, "baseline_ev_s": base_rate, "ratio": ratio, "lines": lines},
+    )
+
+
+def main(argv: list[str] | None = None) -> Result:
+    p = parser(__doc__ or "")
+    p.add_argument("--lines", type=int, default=0, help="lines per run (default 200,000)")
+    p.add_argument("--size", type=int, default=100, help="bytes per line incl. newline")
+    p.add_argument("--repeat", type=int, default=0, help="runs of each (default 3)")
+    p.add_argument("--batch", type=int, default=500, help="baseline frames per chunk")
+    p.add_argument(
+        "--breakdown", action="store_true", help="also time rdev's per-event steps in-process"
+    )
+    args = p.parse_args(argv)
+    return run(lambda: bench(args))
+
+
+if __name__ == "__main__":
+    main()
