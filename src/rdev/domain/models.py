@@ -159,12 +159,14 @@ class EventType(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One persisted event of a command's log; `seq` starts at 1 and has no gaps."""
+    """One persisted event of a command's log; `seq` starts at 1 and has no gaps. `encoded`, when
+    present, is `data` as compact JSON, so storage and every stream reuse one encoding."""
 
     command_id: str
     seq: int
     type: EventType
     data: dict[str, Any]
+    encoded: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ class Dispatcher:
         self._loops: list[asyncio.Task[None]] = []
         self._accepting = True
         self._project_limits: dict[str, int | None] = {}
+        self._limits_read_at = float("-inf")
         bus.subscribe(QUEUE_TOPIC, lambda _payload: self._wake.set())
         bus.subscribe(CANCEL_TOPIC, self._on_cancel)
 
@@ -114,10 +115,15 @@ class Dispatcher:
             self._launch(cmd)
 
     async def _refresh_limits(self) -> None:
+        """Project limits, re-read at most once a second (claims can come much faster)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._limits_read_at < 1.0:
+            return
         try:
             projects = await self._backend.list_projects()
         except Exception:
             return  # keep the last known limits
+        self._limits_read_at = now
         self._project_limits = {p.id: p.max_concurrent for p in projects}
 
     def _limit_for(self, project_id: str) -> int | None:

@@ -21,6 +21,9 @@ from rdev.runtime.streams import StreamHub
 from rdev.runtime.writer import EventWriter
 
 log = structlog.get_logger(__name__)
+# A command is claimed straight from `queued`, whose log holds exactly its first event; cancel
+# of a queued command and the claim exclude each other (both change the status atomically).
+CLAIMED_LAST_SEQ = 1
 
 
 class Runner:
@@ -59,19 +62,20 @@ class Runner:
         cmd = self.command
         writer = EventWriter(
             cmd.id,
-            last_seq=await self._log.last_seq(cmd.id),
+            last_seq=CLAIMED_LAST_SEQ,
             log=self._log,
             hub=self._hub,
             max_output_bytes=self._limits.max_output_bytes,
         )
-        await writer.add(EventType.STATUS, {"status": CommandStatus.RUNNING.value})
-        await writer.flush()
         try:
             project = await self._backend.get_project(cmd.project_id)
             execution = await self._backend.exec(project, cmd.argv, env=cmd.env, cwd=cmd.cwd)
         except RdevError as e:
+            await writer.add(EventType.STATUS, {"status": CommandStatus.RUNNING.value})
             await self._finish(writer, CommandStatus.FAILED, None, (e.code, e.message))
             return
+        # queued before it has output: the writer keeps order, and the process is already up
+        await writer.add(EventType.STATUS, {"status": CommandStatus.RUNNING.value})
         status, exit_code, error = await self._supervise(execution, writer)
         await self._finish(writer, status, exit_code, error)
 

@@ -90,11 +90,14 @@ class Subscription:
             return []
         if not self.buffer:
             self.wake.clear()
+            # a timer rather than wait_for: no extra task per idle stream and wait
+            timer = asyncio.get_running_loop().call_later(wait_seconds, self.wake.set)
             try:
-                await asyncio.wait_for(self.wake.wait(), wait_seconds)
-            except TimeoutError:
-                return None
-            return []
+                await self.wake.wait()
+            finally:
+                timer.cancel()
+            quiet = not (self.buffer or self.dirty or self.overflowed or self._hub.closing)
+            return None if quiet else []
         out = [e for e in self.buffer if e.seq > self.last]
         self.buffer.clear()
         if out and out[0].seq != self.last + 1:

@@ -1,18 +1,20 @@
-"""One command's event writer: assigns sequence numbers, enforces the output cap, and writes in
-batches (persist, then publish) so a fast command costs one transaction per batch, not per line."""
+"""One command's event writer: assigns sequence numbers, enforces the output cap, and writes
+with group commit (persist, then publish). The first event goes out at once; events that arrive
+while a write is in flight are written together by the next one, so a quiet command is not
+delayed and a fast one costs one write per batch, not per line."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 from typing import Any
 
 from rdev.domain.models import Event, EventType
 from rdev.ports import EventLog
 from rdev.runtime.streams import StreamHub
 
-BATCH_EVENTS = 500
-FLUSH_SECONDS = 0.02
+MAX_BATCH = 2000  # events per write
+MAX_PENDING = 4000  # past this the producer waits for the log (backpressure, bounded memory)
 
 
 class EventWriter:
@@ -33,29 +35,28 @@ class EventWriter:
         self.output_bytes = 0
         self.truncated = False
         self._pending: list[Event] = []
-        self._lock = asyncio.Lock()
-        self._timer: asyncio.TimerHandle | None = None
-        self._flush_task: asyncio.Task[None] | None = None
+        self._writing: asyncio.Task[None] | None = None
 
     def event(self, type_: EventType, data: dict[str, Any]) -> Event:
         self.seq += 1
-        return Event(self.command_id, self.seq, type_, data)
+        raw = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return Event(self.command_id, self.seq, type_, data, raw)
 
     async def add(self, type_: EventType, data: dict[str, Any]) -> None:
-        self._pending.append(self.event(type_, data))
-        if len(self._pending) >= BATCH_EVENTS:
-            await self.flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush_soon)
+        self._enqueue(self.event(type_, data))
+        if len(self._pending) >= MAX_PENDING and self._writing is not None:
+            await asyncio.shield(self._writing)
+
+    def _enqueue(self, event: Event) -> None:
+        self._pending.append(event)
+        if self._writing is None or self._writing.done():
+            if self._writing is not None:
+                self._writing.result()  # surface a failed write instead of losing events
+            self._writing = asyncio.create_task(self._write_all())
 
     async def output(self, line: str, stream: str, *, complete: bool) -> None:
-        size = len(line.encode("utf-8", "replace")) + (1 if complete else 0)
-        self.output_bytes += size
-        if self.truncated:
-            return
-        if self.output_bytes > self._max_output:
-            self.truncated = True
-            await self.add(EventType.TRUNCATED, {"limit_bytes": self._max_output})
+        self.output_bytes += len(line.encode("utf-8", "replace")) + (1 if complete else 0)
+        if self._capped():
             return
         data: dict[str, Any] = {"line": line, "stream": stream}
         if not complete:
@@ -64,31 +65,34 @@ class EventWriter:
 
     async def message(self, obj: dict[str, Any], raw_size: int) -> None:
         self.output_bytes += raw_size
-        if self.truncated:
-            return
-        if self.output_bytes > self._max_output:
-            self.truncated = True
-            await self.add(EventType.TRUNCATED, {"limit_bytes": self._max_output})
-            return
-        await self.add(EventType.MESSAGE, obj)
+        if not self._capped():
+            await self.add(EventType.MESSAGE, obj)
 
-    def _flush_soon(self) -> None:
-        self._timer = None
-        if self._flush_task is None or self._flush_task.done():
-            self._flush_task = asyncio.ensure_future(self.flush())
+    def _capped(self) -> bool:
+        """True once past the cap; the first time, queue the one `truncated` event."""
+        if self.truncated:
+            return True
+        if self.output_bytes <= self._max_output:
+            return False
+        self.truncated = True
+        self._enqueue(self.event(EventType.TRUNCATED, {"limit_bytes": self._max_output}))
+        return True
+
+    async def _write_all(self) -> None:
+        while self._pending:
+            batch = self._pending[:MAX_BATCH]
+            del self._pending[:MAX_BATCH]
+            await self._log.append(batch)
+            await self._hub.publish(batch)
 
     async def flush(self) -> None:
-        async with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            batch, self._pending = self._pending, []
-            if batch:
-                await self._log.append(batch)
-                await self._hub.publish(batch)
+        """Wait until everything added so far is durable and published."""
+        while self._pending or (self._writing is not None and not self._writing.done()):
+            if self._writing is None or self._writing.done():
+                self._writing = asyncio.create_task(self._write_all())
+            await asyncio.shield(self._writing)
+        if self._writing is not None:
+            self._writing.result()
 
     async def close(self) -> None:
         await self.flush()
-        if self._flush_task is not None:
-            with contextlib.suppress(Exception):
-                await self._flush_task

@@ -18,7 +18,7 @@ from rdev.services.keys import AuthFailure
 _BEARER = "bearer "
 
 
-def services(request: Request) -> HttpServices:
+async def services(request: Request) -> HttpServices:  # async: no worker-thread hop
     svc: HttpServices = request.app.state.services
     return svc
 

@@ -3,10 +3,14 @@ output (NUL, bare CR, ANSI, invalid UTF-8) can break the framing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from rdev.domain.errors import InvalidEventId
 from rdev.domain.models import Event, EventType
@@ -21,9 +25,8 @@ def _json(data: dict[str, Any]) -> str:
 
 def frame(event: Event) -> str:
     suffix = FINAL if event.type is EventType.COMPLETE else str(event.seq)
-    return (
-        f"id: {event.command_id}:{suffix}\nevent: {event.type.value}\ndata: {_json(event.data)}\n\n"
-    )
+    data = event.encoded if event.encoded is not None else _json(event.data)
+    return f"id: {event.command_id}:{suffix}\nevent: {event.type.value}\ndata: {data}\n\n"
 
 
 def bare(type_: EventType, data: dict[str, Any]) -> str:
@@ -53,3 +56,41 @@ def parse_last_event_id(value: str | None, command_id: str) -> int | None:
 async def encode(batches: AsyncIterator[list[Event] | None]) -> AsyncIterator[str]:
     async for batch in batches:
         yield heartbeat() if batch is None else "".join(frame(e) for e in batch)
+
+
+class SseResponse(Response):
+    """A lean event stream: one task watches for the client going away (no task group, no
+    per-chunk tasks), so ten thousand idle streams stay cheap. A disconnect is noticed at the
+    next chunk, which a heartbeat guarantees within RDEV_SSE_HEARTBEAT_SECONDS."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, chunks: AsyncIterator[str], headers: dict[str, str]) -> None:
+        self._chunks = chunks
+        self.status_code = 200
+        self.background = None
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            async for chunk in self._chunks:
+                if gone.done():
+                    return
+                await send(
+                    {"type": "http.response.body", "body": chunk.encode(), "more_body": True}
+                )
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            return  # the client went away mid-send
+        finally:
+            gone.cancel()
+            aclose = getattr(self._chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

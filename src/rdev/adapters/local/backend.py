@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,8 +24,12 @@ CONFIG_FILE = "project.toml"
 class LocalBackend:
     name = "local"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, cache_seconds: float = 1.0) -> None:
         self._root = root
+        self._cache_seconds = cache_seconds
+        # (read at, root folder mtime, projects): project.toml edits show within cache_seconds,
+        # new or removed folders at once (they change the root's mtime)
+        self._cache: tuple[float, float, dict[str, Project]] | None = None
 
     async def start(self) -> None:
         self._root.mkdir(parents=True, exist_ok=True)
@@ -37,17 +42,27 @@ class LocalBackend:
             raise BackendUnavailable(f"workspace root {self._root} is not readable")
 
     async def list_projects(self) -> list[Project]:
-        return await asyncio.to_thread(self._scan)
+        return list((await self._projects()).values())
 
     async def get_project(self, project_id: str) -> Project:
-        try:
-            policy.check_name(project_id, field="project")
-        except InvalidInput as e:
-            raise NotFound(f"project {project_id} not found") from e
-        folder = self._root / project_id
-        if not folder.is_dir():
+        project = (await self._projects()).get(project_id)
+        if project is None:
             raise NotFound(f"project {project_id} not found")
-        return await asyncio.to_thread(_load_project, folder)
+        return project
+
+    async def _projects(self) -> dict[str, Project]:
+        try:
+            mtime = self._root.stat().st_mtime
+        except OSError:
+            mtime = -1.0
+        now = time.monotonic()
+        if self._cache is not None:
+            read_at, seen_mtime, projects = self._cache
+            if now - read_at < self._cache_seconds and seen_mtime == mtime:
+                return projects
+        projects = {p.id: p for p in await asyncio.to_thread(self._scan)}
+        self._cache = (now, mtime, projects)
+        return projects
 
     def _scan(self) -> list[Project]:
         if not self._root.is_dir():

@@ -1,4 +1,5 @@
-"""The per-command event log: gap-free sequence numbers, written in batches, read in order."""
+"""The per-command event log: gap-free sequence numbers, written in batches (one row per batch,
+one `type<TAB>json` line per event), read back in order from any sequence number."""
 
 from __future__ import annotations
 
@@ -12,26 +13,41 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from rdev.adapters.sql.tables import events
 from rdev.domain.models import Event, EventType
 
-_OUTPUT_PAGE = 2000
+_ROWS_PER_READ = 32
 
 
-def event_rows(batch: Sequence[Event]) -> list[dict[str, object]]:
-    now = datetime.now(UTC)
-    return [
-        {
-            "command_id": e.command_id,
-            "seq": e.seq,
-            "type": e.type.value,
-            "data": json.dumps(e.data, ensure_ascii=False, separators=(",", ":")),
-            "created_at": now,
-        }
-        for e in batch
-    ]
+def encoded(event: Event) -> str:
+    if event.encoded is not None:
+        return event.encoded
+    return json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _body(batch: Sequence[Event]) -> str:
+    # JSON never holds a raw newline, so one line per event is unambiguous
+    return "\n".join(f"{e.type.value}\t{encoded(e)}" for e in batch)
 
 
 async def insert_events(conn: AsyncConnection, batch: Sequence[Event]) -> None:
     if batch:
-        await conn.execute(insert(events), event_rows(batch))
+        await conn.execute(
+            insert(events).values(
+                command_id=batch[0].command_id,
+                seq_start=batch[0].seq,
+                seq_end=batch[-1].seq,
+                body=_body(batch),
+                created_at=datetime.now(UTC),
+            )
+        )
+
+
+def _decode(command_id: str, seq_start: int, body: str, after: int) -> list[Event]:
+    out = []
+    for offset, line in enumerate(body.split("\n")):
+        seq = seq_start + offset
+        if seq > after:
+            type_, _, raw = line.partition("\t")
+            out.append(Event(command_id, seq, EventType(type_), json.loads(raw), raw))
+    return out
 
 
 class SqlEventLog:
@@ -43,32 +59,34 @@ class SqlEventLog:
             await insert_events(conn, batch)
 
     async def read(self, command_id: str, *, after: int, limit: int) -> list[Event]:
+        """Events after `after` in order: at least one when any exist, at most `limit`."""
         q = (
-            select(events.c.seq, events.c.type, events.c.data)
-            .where(events.c.command_id == command_id, events.c.seq > after)
-            .order_by(events.c.seq)
-            .limit(limit)
+            select(events.c.seq_start, events.c.body)
+            .where(events.c.command_id == command_id, events.c.seq_end > after)
+            .order_by(events.c.seq_start)
+            .limit(_ROWS_PER_READ)
         )
+        out: list[Event] = []
         async with self._engine.connect() as conn:
-            rows = await conn.execute(q)
-            return [Event(command_id, r.seq, EventType(r.type), json.loads(r.data)) for r in rows]
+            for row in await conn.execute(q):
+                out += _decode(command_id, row.seq_start, row.body, after)
+                if len(out) >= limit:
+                    return out[:limit]
+        return out
 
     async def last_seq(self, command_id: str) -> int:
-        q = select(func.max(events.c.seq)).where(events.c.command_id == command_id)
+        q = select(func.max(events.c.seq_end)).where(events.c.command_id == command_id)
         async with self._engine.connect() as conn:
             return int((await conn.execute(q)).scalar() or 0)
 
     async def read_output(self, command_id: str) -> AsyncIterator[str]:
-        """The command's output text in order (lines with their newlines restored), paged so
-        memory stays flat."""
+        """The command's output text in order (lines with their newlines restored), page by
+        page so memory stays flat."""
         after = 0
-        while True:
-            page = await self.read(command_id, after=after, limit=_OUTPUT_PAGE)
+        while page := await self.read(command_id, after=after, limit=5000):
             for e in page:
                 if e.type is EventType.OUTPUT:
                     yield e.data["line"] if e.data.get("partial") else e.data["line"] + "\n"
-            if len(page) < _OUTPUT_PAGE:
-                return
             after = page[-1].seq
 
     async def prune(self, before: datetime) -> int:

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
-from starlette.responses import StreamingResponse
 
 from rdev.adapters.http import sse
 from rdev.adapters.http.deps import CommandsRead, Services
@@ -51,28 +50,26 @@ async def _events(svc: HttpServices, cmd: Command, after: int | None) -> AsyncIt
 
 async def _stream(
     svc: HttpServices, caller_key: object, cmd: Command, header: str | None, query: str | None
-) -> StreamingResponse:
+) -> sse.SseResponse:
     after = sse.parse_last_event_id(header or query, cmd.id)
-    return StreamingResponse(
-        _events(svc, cmd, after), media_type="text/event-stream", headers=HEADERS
-    )
+    return sse.SseResponse(_events(svc, cmd, after), headers=HEADERS)
 
 
-@router.get("/commands/{command_id}/events", response_class=StreamingResponse)
+@router.get("/commands/{command_id}/events", response_class=sse.SseResponse)
 async def command_events(
     command_id: str, caller: CommandsRead, svc: Services,
     last_event_id_header: LastEventIdHeader = None, last_event_id: LastEventIdQuery = None,
-) -> StreamingResponse:  # fmt: skip
+) -> sse.SseResponse:  # fmt: skip
     cmd = await svc.commands.get(caller.key, command_id)
     return await _stream(svc, caller.key, cmd, last_event_id_header, last_event_id)
 
 
-@router.get("/projects/{project_id}/events", response_class=StreamingResponse)
+@router.get("/projects/{project_id}/events", response_class=sse.SseResponse)
 async def project_events(
     project_id: str, caller: CommandsRead, svc: Services,
     stream_id: Annotated[str, Query(max_length=100)],
     last_event_id_header: LastEventIdHeader = None, last_event_id: LastEventIdQuery = None,
-) -> StreamingResponse:  # fmt: skip
+) -> sse.SseResponse:  # fmt: skip
     cmd = await svc.commands.get(caller.key, stream_id)
     if cmd.project_id != project_id:
         raise NotFound(f"stream {stream_id} not found")
