@@ -120,25 +120,27 @@ class Runner:
 
     async def _pump(self, execution: Execution, writer: EventWriter) -> None:
         splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
-        parse_json = self.command.kind is CommandKind.CLAUDE
+        claude = self.command.kind is CommandKind.CLAUDE
         async for chunk in execution.output():
-            for line, complete in splitters[chunk.stream].feed(chunk.data):
-                await self._line(writer, line, chunk.stream, complete, parse_json)
+            lines = splitters[chunk.stream].feed(chunk.data)
+            if claude and chunk.stream == "stdout":
+                for line in lines:
+                    await self._claude_line(writer, *line)
+            else:
+                writer.output_lines(chunk.stream, lines)  # the hot path: one call per chunk
+            await writer.backpressure()
         for stream, splitter in splitters.items():
-            for line, complete in splitter.flush():
-                await self._line(writer, line, stream, complete, parse_json)
+            writer.output_lines(stream, splitter.flush())
 
-    async def _line(
-        self, writer: EventWriter, line: str, stream: str, complete: bool, parse_json: bool
-    ) -> None:
-        if parse_json and stream == "stdout" and line.startswith("{"):
-            obj = _json_object(line)
-            if obj is not None:
-                if obj.get("type") == "result":
-                    self._claude = _claude_result(obj)
-                await writer.message(obj, len(line) + 1)
-                return
-        await writer.output(line, stream, complete=complete)
+    async def _claude_line(self, writer: EventWriter, line: str, complete: bool, size: int) -> None:
+        """Claude's stdout: each JSON object line is a `message`, anything else `output`."""
+        obj = _json_object(line) if line.startswith("{") else None
+        if obj is None:
+            writer.output_lines("stdout", [(line, complete, size)])
+            return
+        if obj.get("type") == "result":
+            self._claude = _claude_result(obj)
+        writer.message(obj, size)
 
     async def _finish(
         self,

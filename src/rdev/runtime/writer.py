@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable
+from json.encoder import encode_basestring
 from typing import Any
 
 from rdev.domain.models import Event, EventType
@@ -44,8 +46,7 @@ class EventWriter:
 
     async def add(self, type_: EventType, data: dict[str, Any]) -> None:
         self._enqueue(self.event(type_, data))
-        if len(self._pending) >= MAX_PENDING and self._writing is not None:
-            await asyncio.shield(self._writing)
+        await self.backpressure()
 
     def _enqueue(self, event: Event) -> None:
         self._pending.append(event)
@@ -54,19 +55,31 @@ class EventWriter:
                 self._writing.result()  # surface a failed write instead of losing events
             self._writing = asyncio.create_task(self._write_all())
 
-    async def output(self, line: str, stream: str, *, complete: bool) -> None:
-        self.output_bytes += len(line.encode("utf-8", "replace")) + (1 if complete else 0)
-        if self._capped():
-            return
-        data: dict[str, Any] = {"line": line, "stream": stream}
-        if not complete:
-            data["partial"] = True
-        await self.add(EventType.OUTPUT, data)
+    def output_lines(self, stream: str, lines: Iterable[tuple[str, bool, int]]) -> None:
+        """Output events for (text, complete, size) lines. Hand-built JSON: this runs once per
+        line of output, and a line's encoding is the only part that varies."""
+        tail = f',"stream":"{stream}"}}'
+        for line, complete, size in lines:
+            self.output_bytes += size
+            if self._capped():
+                continue
+            self.seq += 1
+            data: dict[str, Any] = {"line": line, "stream": stream}
+            raw = '{"line":' + encode_basestring(line) + tail
+            if not complete:
+                data["partial"] = True
+                raw = raw[:-1] + ',"partial":true}'
+            self._enqueue(Event(self.command_id, self.seq, EventType.OUTPUT, data, raw))
 
-    async def message(self, obj: dict[str, Any], raw_size: int) -> None:
-        self.output_bytes += raw_size
+    def message(self, obj: dict[str, Any], size: int) -> None:
+        self.output_bytes += size
         if not self._capped():
-            await self.add(EventType.MESSAGE, obj)
+            self._enqueue(self.event(EventType.MESSAGE, obj))
+
+    async def backpressure(self) -> None:
+        """Wait while too much is pending, so a slow log bounds memory instead of growing it."""
+        if len(self._pending) >= MAX_PENDING and self._writing is not None:
+            await asyncio.shield(self._writing)
 
     def _capped(self) -> bool:
         """True once past the cap; the first time, queue the one `truncated` event."""
