@@ -15,6 +15,7 @@ from rdev.domain.models import Event, EventType
 from rdev.ports import EventLog
 from rdev.runtime.streams import StreamHub
 
+_OUTPUT = EventType.OUTPUT  # enum attribute access is slow in the per-line loop
 MAX_BATCH = 2000  # events per write
 MAX_PENDING = 4000  # past this the producer waits for the log (backpressure, bounded memory)
 
@@ -50,26 +51,37 @@ class EventWriter:
 
     def _enqueue(self, event: Event) -> None:
         self._pending.append(event)
+        self._kick()
+
+    def _kick(self) -> None:
+        """Start a write when none is running; one that is running takes the rest itself."""
         if self._writing is None or self._writing.done():
             if self._writing is not None:
                 self._writing.result()  # surface a failed write instead of losing events
             self._writing = asyncio.create_task(self._write_all())
 
     def output_lines(self, stream: str, lines: Iterable[tuple[str, bool, int]]) -> None:
-        """Output events for (text, complete, size) lines. Hand-built JSON: this runs once per
-        line of output, and a line's encoding is the only part that varies."""
+        """Output events for (text, complete, size) lines. Hand-built JSON and one hand-off to
+        the writer per chunk: this runs once per line of output."""
         tail = f',"stream":"{stream}"}}'
+        made: list[Event] = []
+        seq = self.seq
         for line, complete, size in lines:
             self.output_bytes += size
-            if self._capped():
+            if self.truncated or self._capped():
                 continue
-            self.seq += 1
-            data: dict[str, Any] = {"line": line, "stream": stream}
+            seq += 1
             raw = '{"line":' + encode_basestring(line) + tail
-            if not complete:
-                data["partial"] = True
+            if complete:
+                data: dict[str, Any] = {"line": line, "stream": stream}
+            else:
+                data = {"line": line, "stream": stream, "partial": True}
                 raw = raw[:-1] + ',"partial":true}'
-            self._enqueue(Event(self.command_id, self.seq, EventType.OUTPUT, data, raw))
+            made.append(Event(self.command_id, seq, _OUTPUT, data, raw))
+        if made:
+            self.seq = seq
+            self._pending.extend(made)
+            self._kick()
 
     def message(self, obj: dict[str, Any], size: int) -> None:
         self.output_bytes += size

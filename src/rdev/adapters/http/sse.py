@@ -16,6 +16,7 @@ from rdev.domain.errors import InvalidEventId
 from rdev.domain.models import Event, EventType
 
 FINAL = "final"
+_NAMES = {t: t.value for t in EventType}  # .value on an enum member is slow in hot loops
 RETRY_MS = 2000
 
 
@@ -26,7 +27,7 @@ def _json(data: dict[str, Any]) -> str:
 def frame(event: Event) -> str:
     suffix = FINAL if event.type is EventType.COMPLETE else str(event.seq)
     data = event.encoded if event.encoded is not None else _json(event.data)
-    return f"id: {event.command_id}:{suffix}\nevent: {event.type.value}\ndata: {data}\n\n"
+    return f"id: {event.command_id}:{suffix}\nevent: {_NAMES[event.type]}\ndata: {data}\n\n"
 
 
 def bare(type_: EventType, data: dict[str, Any]) -> str:
@@ -55,7 +56,20 @@ def parse_last_event_id(value: str | None, command_id: str) -> int | None:
 
 async def encode(batches: AsyncIterator[list[Event] | None]) -> AsyncIterator[str]:
     async for batch in batches:
-        yield heartbeat() if batch is None else "".join(frame(e) for e in batch)
+        yield heartbeat() if batch is None else frames(batch)
+
+
+def frames(batch: list[Event]) -> str:
+    """`frame` for a batch of one command's events, with the shared parts built once."""
+    prefix = f"id: {batch[0].command_id}:"
+    parts = []
+    for e in batch:
+        if e.type is EventType.COMPLETE:
+            parts.append(frame(e))
+            continue
+        data = e.encoded if e.encoded is not None else _json(e.data)
+        parts.append(f"{prefix}{e.seq}\nevent: {_NAMES[e.type]}\ndata: {data}\n\n")
+    return "".join(parts)
 
 
 class SseResponse(Response):
