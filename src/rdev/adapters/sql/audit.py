@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from rdev.adapters.sql import db
 from rdev.adapters.sql.db import utc
 from rdev.adapters.sql.tables import audit_log
 from rdev.domain.errors import InvalidInput
@@ -33,7 +34,7 @@ class SqlAuditLog:
         self._engine = engine
 
     async def append(self, entry: AuditEntry) -> None:
-        async with self._engine.begin() as conn:
+        async with db.write(self._engine) as conn:
             await conn.execute(
                 insert(audit_log).values(
                     at=utc(entry.at),

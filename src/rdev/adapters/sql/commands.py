@@ -1,12 +1,11 @@
 """Commands and the shared queue in SQL.
 
-Claims are serialised: a PostgreSQL advisory transaction lock across replicas, an asyncio lock
-on SQLite (one replica). Inside the lock the running counts per project are exact, so project
-limits hold however many replicas claim at once."""
+Claims are serialised: a PostgreSQL advisory transaction lock across replicas; on SQLite (one
+replica) every write already queues on db.write's lock. Inside the lock the running counts per
+project are exact, so project limits hold however many replicas claim at once."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from rdev.adapters.sql import db
 from rdev.adapters.sql.db import CLAIM_LOCK, is_sqlite, utc
 from rdev.adapters.sql.events import insert_events
 from rdev.adapters.sql.tables import commands
@@ -91,7 +91,6 @@ class SqlCommandStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sqlite = is_sqlite(engine)
-        self._local_claim_lock = asyncio.Lock()
 
     async def add(self, command: Command, first_event: Event) -> Command:
         values = {
@@ -114,7 +113,7 @@ class SqlCommandStore:
             "truncated": False,
         }
         try:
-            async with self._engine.begin() as conn:
+            async with db.write(self._engine) as conn:
                 await conn.execute(insert(commands).values(**values))
                 await insert_events(conn, [first_event])
         except IntegrityError:
@@ -186,9 +185,6 @@ class SqlCommandStore:
     ) -> list[Command]:
         if slots <= 0:
             return []
-        if self._sqlite:
-            async with self._local_claim_lock:
-                return await self._claim(owner, lease_until, now, slots, project_limit)
         return await self._claim(owner, lease_until, now, slots, project_limit)
 
     async def _claim(
@@ -199,7 +195,7 @@ class SqlCommandStore:
         slots: int,
         project_limit: Callable[[str], int | None],
     ) -> list[Command]:
-        async with self._engine.begin() as conn:
+        async with db.write(self._engine) as conn:
             if not self._sqlite:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
             running = await self._running_counts(conn)
@@ -250,7 +246,7 @@ class SqlCommandStore:
         if not command_ids:
             return []
         ids = list(command_ids)
-        async with self._engine.begin() as conn:
+        async with db.write(self._engine) as conn:
             await conn.execute(
                 update(commands)
                 .where(c.id.in_(ids), c.lease_owner == owner)
@@ -262,13 +258,13 @@ class SqlCommandStore:
             return [r.id for r in rows]
 
     async def request_cancel(self, command_id: str) -> None:
-        async with self._engine.begin() as conn:
+        async with db.write(self._engine) as conn:
             await conn.execute(
                 update(commands).where(c.id == command_id).values(cancel_requested=True)
             )
 
     async def cancel_queued(self, command_id: str, *, at: datetime, final: Sequence[Event]) -> bool:
-        async with self._engine.begin() as conn:
+        async with db.write(self._engine) as conn:
             result = await conn.execute(
                 update(commands)
                 .where(c.id == command_id, c.status == CommandStatus.QUEUED.value)
@@ -298,7 +294,7 @@ class SqlCommandStore:
                 "claude_is_error": finish.claude.is_error,
             }
         try:
-            async with self._engine.begin() as conn:
+            async with db.write(self._engine) as conn:
                 result = await conn.execute(
                     update(commands)
                     .where(c.id == command_id, c.status == CommandStatus.RUNNING.value)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -9,13 +13,30 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from rdev.domain.errors import Unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7_270_001  # pg advisory lock id: one replica migrates at a time
 CLAIM_LOCK = 7_270_002  # pg advisory lock id: queue claims are serialised across replicas
+
+
+_sqlite_writers: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A write transaction. On SQLite (one writer at a time, one process) writers queue on an
+    asyncio lock instead of meeting in SQLite's busy handler, which sleeps in whole
+    milliseconds; on PostgreSQL this is just engine.begin()."""
+    if not is_sqlite(engine):
+        async with engine.begin() as conn:
+            yield conn
+        return
+    lock = _sqlite_writers.setdefault(engine, asyncio.Lock())
+    async with lock, engine.begin() as conn:
+        yield conn
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

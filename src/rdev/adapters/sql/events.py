@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from rdev.adapters.sql import db
 from rdev.adapters.sql.tables import events
 from rdev.domain.models import Event, EventType
 
@@ -56,7 +57,7 @@ class SqlEventLog:
         self._engine = engine
 
     async def append(self, batch: Sequence[Event]) -> None:
-        async with self._engine.begin() as conn:
+        async with db.write(self._engine) as conn:
             await insert_events(conn, batch)
 
     async def read(self, command_id: str, *, after: int, limit: int) -> list[Event]:
@@ -91,6 +92,6 @@ class SqlEventLog:
             after = page[-1].seq
 
     async def prune(self, before: datetime) -> int:
-        async with self._engine.begin() as conn:
+        async with db.write(self._engine) as conn:
             result = await conn.execute(delete(events).where(events.c.created_at < before))
             return int(result.rowcount or 0)

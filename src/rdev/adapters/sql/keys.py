@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from rdev.adapters.sql import db
 from rdev.adapters.sql.db import utc
 from rdev.adapters.sql.tables import api_keys
 from rdev.domain.models import ApiKey, Scope
@@ -34,7 +35,7 @@ class SqlKeyStore:
         self._engine = engine
 
     async def add(self, key: ApiKey) -> None:
-        async with self._engine.begin() as conn:
+        async with db.write(self._engine) as conn:
             await conn.execute(
                 insert(api_keys).values(
                     id=key.id,
@@ -61,7 +62,7 @@ class SqlKeyStore:
             return [_row_to_key(r) for r in rows]
 
     async def _update(self, key_id: str, **values: Any) -> None:
-        async with self._engine.begin() as conn:
+        async with db.write(self._engine) as conn:
             await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**values))
 
     async def set_secret_hash(self, key_id: str, secret_hash: str) -> None:
