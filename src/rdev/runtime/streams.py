@@ -82,12 +82,11 @@ class Subscription:
         if self.catching_up or self.dirty:
             self.dirty = False
             events = await self._read_log()
-            if events:
-                return events
-            if not self.dirty:
+            if len(events) < _PAGE and not self.dirty:
+                # the log is read to its end and nothing was published meanwhile: go live
                 self.catching_up = False
                 self.buffer.clear()  # anything here is already in the log we just read
-            return []
+            return events
         if not self.buffer:
             self.wake.clear()
             # a timer rather than wait_for: no extra task per idle stream and wait

@@ -15,6 +15,7 @@ from rdev.adapters.sql.tables import events
 from rdev.domain.models import Event, EventType
 
 _ROWS_PER_READ = 32
+_OUTPUT_PAGE = 5000
 _NAMES = {t: t.value for t in EventType}  # .value on an enum member is slow in hot loops
 
 
@@ -61,20 +62,23 @@ class SqlEventLog:
             await insert_events(conn, batch)
 
     async def read(self, command_id: str, *, after: int, limit: int) -> list[Event]:
-        """Events after `after` in order: at least one when any exist, at most `limit`."""
-        q = (
-            select(events.c.seq_start, events.c.body)
-            .where(events.c.command_id == command_id, events.c.seq_end > after)
-            .order_by(events.c.seq_start)
-            .limit(_ROWS_PER_READ)
-        )
+        """Events after `after` in order: `limit` of them, or fewer only at the end of the log."""
         out: list[Event] = []
         async with self._engine.connect() as conn:
-            for row in await conn.execute(q):
-                out += _decode(command_id, row.seq_start, row.body, after)
-                if len(out) >= limit:
-                    return out[:limit]
-        return out
+            while len(out) < limit:
+                q = (
+                    select(events.c.seq_start, events.c.body)
+                    .where(events.c.command_id == command_id, events.c.seq_end > after)
+                    .order_by(events.c.seq_start)
+                    .limit(_ROWS_PER_READ)
+                )
+                rows = list(await conn.execute(q))
+                for row in rows:
+                    out += _decode(command_id, row.seq_start, row.body, after)
+                if len(rows) < _ROWS_PER_READ or not out:
+                    break
+                after = out[-1].seq
+        return out[:limit]
 
     async def last_seq(self, command_id: str) -> int:
         q = select(func.max(events.c.seq_end)).where(events.c.command_id == command_id)
@@ -85,10 +89,12 @@ class SqlEventLog:
         """The command's output text in order (lines with their newlines restored), page by
         page so memory stays flat."""
         after = 0
-        while page := await self.read(command_id, after=after, limit=5000):
+        while page := await self.read(command_id, after=after, limit=_OUTPUT_PAGE):
             for e in page:
                 if e.type is EventType.OUTPUT:
                     yield e.data["line"] if e.data.get("partial") else e.data["line"] + "\n"
+            if len(page) < _OUTPUT_PAGE:
+                return
             after = page[-1].seq
 
     async def prune(self, before: datetime) -> int:

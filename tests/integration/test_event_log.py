@@ -1,0 +1,76 @@
+"""The event log on SQLite and PostgreSQL: batches in, exact pages out, and the migration that
+turned one-row-per-event into one-row-per-batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+
+from rdev.adapters.sql import db
+from rdev.adapters.sql.store import Store, build_store
+from rdev.config import Settings
+from rdev.domain.models import Event, EventType
+
+
+def _events(cid: str, first: int, n: int) -> list[Event]:
+    return [
+        Event(cid, s, EventType.OUTPUT, {"line": f"l{s}", "stream": "stdout"})
+        for s in range(first, first + n)
+    ]
+
+
+async def test_reads_return_full_pages_across_many_small_batches(store: Store) -> None:
+    for seq in range(1, 101):
+        await store.events.append(_events("cmd_a", seq, 1))
+    await store.events.append(_events("cmd_a", 101, 400))
+    page = await store.events.read("cmd_a", after=0, limit=50)
+    assert [e.seq for e in page] == list(range(1, 51))
+    page = await store.events.read("cmd_a", after=90, limit=50)
+    assert [e.seq for e in page] == list(range(91, 141))
+    tail = await store.events.read("cmd_a", after=480, limit=50)
+    assert [e.seq for e in tail] == list(range(481, 501))
+    assert await store.events.read("cmd_a", after=500, limit=50) == []
+    assert await store.events.last_seq("cmd_a") == 500
+    assert tail[-1].data == {"line": "l500", "stream": "stdout"}
+
+
+async def test_output_text_is_rebuilt_in_order(store: Store) -> None:
+    events = [
+        *_events("cmd_b", 1, 3),
+        Event(
+            "cmd_b",
+            4,
+            EventType.OUTPUT,
+            {"line": "no newline", "stream": "stderr", "partial": True},
+        ),
+    ]
+    await store.events.append(events)
+    text_out = "".join([chunk async for chunk in store.events.read_output("cmd_b")])
+    assert text_out == "l1\nl2\nl3\nno newline"
+
+
+async def test_migration_0002_keeps_existing_events(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    sync = create_engine(f"sqlite:///{path}")
+    with sync.begin() as conn:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(db.MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        for seq, line in ((1, "first"), (2, "second")):
+            conn.execute(
+                text("INSERT INTO events (command_id, seq, type, data, created_at) "
+                     "VALUES ('cmd_old', :s, 'output', :d, '2026-11-01 00:00:00')"),
+                {"s": seq, "d": f'{{"line":"{line}","stream":"stdout"}}'},
+            )  # fmt: skip
+    sync.dispose()
+    store = build_store(Settings(database_url=f"sqlite+aiosqlite:///{path}"))
+    try:
+        await db.migrate(store.engine)
+        got = await store.events.read("cmd_old", after=0, limit=10)
+        assert [(e.seq, e.data["line"]) for e in got] == [(1, "first"), (2, "second")]
+    finally:
+        await store.close()
