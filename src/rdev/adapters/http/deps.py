@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.responses import JSONResponse
 
 from rdev.adapters.http.state import HttpServices
 from rdev.domain.errors import RateLimited
@@ -82,5 +83,15 @@ ConfigRead = Annotated[Caller, Depends(require(Scope.CONFIG_READ))]
 ConfigWrite = Annotated[Caller, Depends(require(Scope.CONFIG_WRITE))]
 
 
-def ok(data: object, request: Request, **meta: object) -> dict[str, object]:
-    return {"data": data, "meta": {"request_id": request.state.request_id, **meta}}
+def ok(
+    data: object,
+    request: Request,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    **meta: object,
+) -> JSONResponse:
+    """The success envelope as a finished response (FastAPI then skips validating and
+    re-encoding what is already plain JSON)."""
+    body = {"data": data, "meta": {"request_id": request.state.request_id, **meta}}
+    return JSONResponse(body, status_code=status, headers=headers)

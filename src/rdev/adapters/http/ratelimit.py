@@ -12,6 +12,8 @@ from limits.storage import storage_from_string
 
 from rdev.domain.errors import RateLimited
 
+_WINDOW = 60.0  # seconds: the failed-authentication window
+
 
 class Limits:
     def __init__(self, *, rps: float, auth_failures_per_minute: int, redis_url: str = "") -> None:
@@ -21,9 +23,10 @@ class Limits:
             else MemoryStorage()
         )
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
-        # a burst of one second's worth, refilled continuously over ten seconds
+        # RATE_LIMIT_RPS on average over a sliding ten-second window
         self._per_key = RateLimitItemPerSecond(max(1, round(rps * 10)), 10)
         self._auth = RateLimitItemPerMinute(auth_failures_per_minute)
+        self._failed_at: dict[str, float] = {}  # client IP -> last failure seen here
 
     async def check_key(self, key_id: str) -> None:
         if not await self._limiter.hit(self._per_key, "key", key_id):
@@ -32,12 +35,17 @@ class Limits:
             )
 
     async def auth_blocked(self, client_ip: str) -> float | None:
-        """Seconds to wait when this IP has failed too often, else None."""
+        """Seconds to wait when this IP has failed too often, else None. IPs that have not
+        failed here lately skip the limiter: the common, honest request pays nothing."""
+        if self._failed_at.get(client_ip, -_WINDOW) < time.monotonic() - _WINDOW:
+            self._failed_at.pop(client_ip, None)
+            return None
         if await self._limiter.test(self._auth, "authfail", client_ip):
             return None
         return await self._reset(self._auth, "authfail", client_ip)
 
     async def auth_failed(self, client_ip: str) -> None:
+        self._failed_at[client_ip] = time.monotonic()
         await self._limiter.hit(self._auth, "authfail", client_ip)
 
     async def _reset(

@@ -79,14 +79,17 @@ class SseResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, chunks: AsyncIterator[str], headers: dict[str, str]) -> None:
+    def __init__(
+        self, chunks: AsyncIterator[str], headers: dict[str, str], status_code: int = 200
+    ) -> None:
         self._chunks = chunks
-        self.status_code = 200
+        self.status_code = status_code
         self.background = None
         self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        start = {"type": "http.response.start", "status": self.status_code}
+        await send({**start, "headers": self.raw_headers})
         gone = asyncio.ensure_future(_disconnected(receive))
         try:
             async for chunk in self._chunks:

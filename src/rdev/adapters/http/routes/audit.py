@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
+from starlette.responses import JSONResponse
 
 from rdev.adapters.http.deps import AuditRead, Services, ok
 from rdev.adapters.http.schemas import audit_view
@@ -25,7 +26,7 @@ async def list_audit(
     until: AwareDatetime | None = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> dict[str, object]:
+) -> JSONResponse:
     page = await svc.audit.list(
         AuditFilter(
             action=action, key_id=key_id, since=since, until=until, cursor=cursor, limit=limit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse
 
 from rdev.adapters.http.deps import ConfigRead, ConfigWrite, Services, ok
 from rdev.adapters.http.schemas import ConfigItemUpdate, ConfigItemWrite
@@ -21,7 +22,7 @@ def _view(item: ConfigItem) -> dict[str, object]:
 @router.get("/{type_}")
 async def list_items(
     project_id: str, type_: ConfigType, request: Request, caller: ConfigRead, svc: Services
-) -> dict[str, object]:
+) -> JSONResponse:
     items = await svc.claude_config.list(caller.key, project_id, type_)
     return ok([_view(i) for i in items], request)
 
@@ -30,18 +31,18 @@ async def list_items(
 async def create_item(
     project_id: str, type_: ConfigType, body: ConfigItemWrite, request: Request,
     caller: ConfigWrite, svc: Services,
-) -> dict[str, object]:  # fmt: skip
+) -> JSONResponse:  # fmt: skip
     item = await svc.claude_config.put(
         caller.key, project_id, type_, body.name, body.content, create=True, actor=caller.actor
     )
-    return ok(_view(item), request)
+    return ok(_view(item), request, status=201)
 
 
 @router.get("/{type_}/{name}")
 async def get_item(
     project_id: str, type_: ConfigType, name: str, request: Request, caller: ConfigRead,
     svc: Services,
-) -> dict[str, object]:  # fmt: skip
+) -> JSONResponse:  # fmt: skip
     return ok(_view(await svc.claude_config.get(caller.key, project_id, type_, name)), request)
 
 
@@ -49,7 +50,7 @@ async def get_item(
 async def update_item(
     project_id: str, type_: ConfigType, name: str, body: ConfigItemUpdate, request: Request,
     caller: ConfigWrite, svc: Services,
-) -> dict[str, object]:  # fmt: skip
+) -> JSONResponse:  # fmt: skip
     item = await svc.claude_config.put(
         caller.key, project_id, type_, name, body.content, create=False, actor=caller.actor
     )
@@ -60,6 +61,6 @@ async def update_item(
 async def delete_item(
     project_id: str, type_: ConfigType, name: str, request: Request, caller: ConfigWrite,
     svc: Services,
-) -> dict[str, object]:  # fmt: skip
+) -> JSONResponse:  # fmt: skip
     await svc.claude_config.delete(caller.key, project_id, type_, name, actor=caller.actor)
     return ok({"deleted": True, "type": type_.value, "name": name}, request)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
-from starlette.responses import StreamingResponse
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import JSONResponse, StreamingResponse
 
 from rdev.adapters.http.deps import (
     Caller,
@@ -32,14 +32,12 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 
 
 async def _submit(
-    svc: HttpServices, caller: Caller, request: Request, response: Response,
-    sub: Submission,
-) -> dict[str, object]:  # fmt: skip
+    svc: HttpServices, caller: Caller, request: Request, sub: Submission,
+) -> JSONResponse:  # fmt: skip
     result = await svc.commands.submit(sub, key=caller.key, actor=caller.actor)
-    response.status_code = 201 if result.created else 200
-    response.headers["Location"] = f"/commands/{result.command.id}"
     view = command_view(result.command, queue_position=result.queue_position)
-    return ok(view, request)
+    location = {"Location": f"/commands/{result.command.id}"}
+    return ok(view, request, status=201 if result.created else 200, headers=location)
 
 
 def _common(body: Any, project_id: str, kind: CommandKind, argv: tuple[str, ...],
@@ -58,39 +56,39 @@ def _common(body: Any, project_id: str, kind: CommandKind, argv: tuple[str, ...]
 
 @router.post("/projects/{project_id}/claude", status_code=201)
 async def run_claude(
-    project_id: str, body: ClaudeBody, request: Request, response: Response,
+    project_id: str, body: ClaudeBody, request: Request,
     caller: ClaudeRun, svc: Services, idem: IdempotencyKey = None,
-) -> dict[str, object]:  # fmt: skip
+) -> JSONResponse:  # fmt: skip
     await svc.commands.project_for(caller.key, project_id, CommandKind.CLAUDE)
     spec = ClaudeSpec(**body.model_dump(exclude={"timeout_seconds", "priority"}))
     argv = claude_argv(svc.commands.claude_bin, spec)
     sub = _common(body, project_id, CommandKind.CLAUDE, argv, idem)
-    return await _submit(svc, caller, request, response, sub)
+    return await _submit(svc, caller, request, sub)
 
 
 @router.post("/projects/{project_id}/shell", status_code=201)
 async def run_shell(
-    project_id: str, body: ShellBody, request: Request, response: Response,
+    project_id: str, body: ShellBody, request: Request,
     caller: ShellRun, svc: Services, idem: IdempotencyKey = None,
-) -> dict[str, object]:  # fmt: skip
+) -> JSONResponse:  # fmt: skip
     project = await svc.commands.project_for(caller.key, project_id, CommandKind.SHELL)
     argv = build_shell_argv(command=body.command, argv=body.argv, project=project)
     cwd = policy.check_relative_path(body.cwd) if body.cwd else None
     env = policy.check_env(body.env)
     sub = _common(body, project_id, CommandKind.SHELL, argv, idem, cwd=cwd, env=env)
-    return await _submit(svc, caller, request, response, sub)
+    return await _submit(svc, caller, request, sub)
 
 
 @router.post("/projects/{project_id}/git", status_code=201)
 async def run_git(
-    project_id: str, body: GitBody, request: Request, response: Response,
+    project_id: str, body: GitBody, request: Request,
     caller: GitRun, svc: Services, idem: IdempotencyKey = None,
-) -> dict[str, object]:  # fmt: skip
+) -> JSONResponse:  # fmt: skip
     await svc.commands.project_for(caller.key, project_id, CommandKind.GIT)
     argv = policy.check_git_args(body.args)
     cwd = policy.check_relative_path(body.cwd) if body.cwd else None
     sub = _common(body, project_id, CommandKind.GIT, argv, idem, cwd=cwd)
-    return await _submit(svc, caller, request, response, sub)
+    return await _submit(svc, caller, request, sub)
 
 
 @router.get("/projects/{project_id}/commands")
@@ -99,7 +97,7 @@ async def list_commands(
     status: CommandStatus | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> dict[str, object]:  # fmt: skip
+) -> JSONResponse:  # fmt: skip
     page = await svc.commands.list(
         caller.key, project_id, status=status, cursor=cursor, limit=limit
     )
@@ -110,7 +108,7 @@ async def list_commands(
 @router.get("/commands/{command_id}")
 async def get_command(
     command_id: str, request: Request, caller: CommandsRead, svc: Services
-) -> dict[str, object]:
+) -> JSONResponse:
     cmd = await svc.commands.get(caller.key, command_id)
     return ok(command_view(cmd, queue_position=await svc.commands.position(cmd)), request)
 
@@ -118,7 +116,7 @@ async def get_command(
 @router.post("/commands/{command_id}/cancel")
 async def cancel_command(
     command_id: str, request: Request, caller: CommandsCancel, svc: Services
-) -> dict[str, object]:
+) -> JSONResponse:
     cmd = await svc.commands.cancel(caller.key, command_id, actor=caller.actor)
     return ok(command_view(cmd), request)
 

@@ -12,12 +12,12 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-async def health(request: Request) -> dict[str, object]:
+async def health(request: Request) -> JSONResponse:
     return ok({"status": "ok"}, request)
 
 
 @router.get("/ready", response_model=None)
-async def ready(request: Request, svc: Services) -> dict[str, object] | JSONResponse:
+async def ready(request: Request, svc: Services) -> JSONResponse:
     results = await svc.readiness.run()
     checks = {r.name: {"ok": r.ok, **({"error": r.error} if r.error else {})} for r in results}
     if all(r.ok for r in results):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse
 
 from rdev.adapters.http.deps import KeysAdmin, Services, ok
 from rdev.adapters.http.schemas import KeyCreate, issued_view, key_view
@@ -14,7 +15,7 @@ router = APIRouter(prefix="/keys", tags=["keys"])
 @router.post("", status_code=201)
 async def create_key(
     body: KeyCreate, request: Request, caller: KeysAdmin, svc: Services
-) -> dict[str, object]:
+) -> JSONResponse:
     issued = await svc.keys.issue(
         NewKey(
             name=body.name,
@@ -25,30 +26,28 @@ async def create_key(
         ),
         actor=caller.actor,
     )
-    return ok(issued_view(issued), request)
+    return ok(issued_view(issued), request, status=201)
 
 
 @router.get("")
-async def list_keys(request: Request, caller: KeysAdmin, svc: Services) -> dict[str, object]:
+async def list_keys(request: Request, caller: KeysAdmin, svc: Services) -> JSONResponse:
     return ok([key_view(k) for k in await svc.keys.list()], request)
 
 
 @router.get("/{key_id}")
-async def get_key(
-    key_id: str, request: Request, caller: KeysAdmin, svc: Services
-) -> dict[str, object]:
+async def get_key(key_id: str, request: Request, caller: KeysAdmin, svc: Services) -> JSONResponse:
     return ok(key_view(await svc.keys.get(key_id)), request)
 
 
 @router.delete("/{key_id}")
 async def revoke_key(
     key_id: str, request: Request, caller: KeysAdmin, svc: Services
-) -> dict[str, object]:
+) -> JSONResponse:
     return ok(key_view(await svc.keys.revoke(key_id, actor=caller.actor)), request)
 
 
 @router.post("/{key_id}/rotate")
 async def rotate_key(
     key_id: str, request: Request, caller: KeysAdmin, svc: Services
-) -> dict[str, object]:
+) -> JSONResponse:
     return ok(issued_view(await svc.keys.rotate(key_id, actor=caller.actor)), request)
