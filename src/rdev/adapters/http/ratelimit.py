@@ -13,6 +13,7 @@ from limits.storage import storage_from_string
 from rdev.domain.errors import RateLimited
 
 _WINDOW = 60.0  # seconds: the failed-authentication window
+_MAX_TRACKED = 10_000
 
 
 class Limits:
@@ -45,7 +46,10 @@ class Limits:
         return await self._reset(self._auth, "authfail", client_ip)
 
     async def auth_failed(self, client_ip: str) -> None:
-        self._failed_at[client_ip] = time.monotonic()
+        now = time.monotonic()
+        if len(self._failed_at) >= _MAX_TRACKED:  # many distinct IPs: forget the stale ones
+            self._failed_at = {ip: t for ip, t in self._failed_at.items() if t > now - _WINDOW}
+        self._failed_at[client_ip] = now
         await self._limiter.hit(self._auth, "authfail", client_ip)
 
     async def _reset(
