@@ -39,6 +39,7 @@ def create_app(
     )
     app.state.services = services
     errors.install(app)
+    app.router.routes.extend(streams.lean_routes)  # matched before the documented twins
     for module in (health, keys, projects, commands, streams, claude_config, audit):
         app.include_router(module.router)
     app.add_middleware(

@@ -61,12 +61,17 @@ async def _authenticate(request: Request, svc: HttpServices) -> ApiKey:
         raise
 
 
+async def caller_for(request: Request, svc: HttpServices, scope: Scope) -> Caller:
+    """Authenticate, throttle and authorize a request for `scope`."""
+    key = await _authenticate(request, svc)
+    svc.keys.authorize(key, scope, client_ip=request.state.client_ip)
+    await svc.limits.check_key(key.id)
+    return Caller(key=key, actor=actor_of(request, key))
+
+
 def require(scope: Scope) -> Callable[[Request, HttpServices], Awaitable[Caller]]:
     async def dependency(request: Request, svc: Services) -> Caller:
-        key = await _authenticate(request, svc)
-        svc.keys.authorize(key, scope, client_ip=request.state.client_ip)
-        await svc.limits.check_key(key.id)
-        return Caller(key=key, actor=actor_of(request, key))
+        return await caller_for(request, svc, scope)
 
     return dependency
 

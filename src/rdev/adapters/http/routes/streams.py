@@ -7,13 +7,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from rdev.adapters.http import sse
-from rdev.adapters.http.deps import CommandsRead, Services
+from rdev.adapters.http.deps import CommandsRead, Services, caller_for
 from rdev.adapters.http.state import HttpServices
-from rdev.domain.errors import NotFound
-from rdev.domain.models import Command, EventType
+from rdev.domain.errors import InvalidInput, NotFound
+from rdev.domain.models import Command, EventType, Scope
 from rdev.runtime.streams import HubClosed, SlowConsumer
 
 router = APIRouter(tags=["streams"])
@@ -48,29 +50,66 @@ async def _events(svc: HttpServices, cmd: Command, after: int | None) -> AsyncIt
         raise
 
 
-async def _stream(
-    svc: HttpServices, caller_key: object, cmd: Command, header: str | None, query: str | None
+# The streams are served by plain Starlette routes (`lean_routes`): an idle stream then holds
+# no FastAPI request machinery, which is most of what ten thousand open streams cost. The
+# FastAPI declarations below document the same endpoints in OpenAPI and share the code.
+
+
+async def _command_stream(request: Request, svc: HttpServices, command_id: str) -> sse.SseResponse:
+    caller = await caller_for(request, svc, Scope.COMMANDS_READ)
+    cmd = await svc.commands.get(caller.key, command_id)
+    return _respond(svc, cmd, request)
+
+
+async def _project_stream(
+    request: Request, svc: HttpServices, project_id: str, stream_id: str | None
 ) -> sse.SseResponse:
-    after = sse.parse_last_event_id(header or query, cmd.id)
+    caller = await caller_for(request, svc, Scope.COMMANDS_READ)
+    if not stream_id:
+        raise InvalidInput("stream_id is required", details={"field": "stream_id"})
+    cmd = await svc.commands.get(caller.key, stream_id[:100])
+    if cmd.project_id != project_id:
+        raise NotFound(f"stream {stream_id} not found")
+    return _respond(svc, cmd, request)
+
+
+def _respond(svc: HttpServices, cmd: Command, request: Request) -> sse.SseResponse:
+    given = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    after = sse.parse_last_event_id(given[:200] if given else None, cmd.id)
     return sse.SseResponse(_events(svc, cmd, after), headers=HEADERS)
+
+
+async def _lean_command_events(request: Request) -> Response:
+    svc: HttpServices = request.app.state.services
+    return await _command_stream(request, svc, request.path_params["command_id"])
+
+
+async def _lean_project_events(request: Request) -> Response:
+    svc: HttpServices = request.app.state.services
+    stream_id = request.query_params.get("stream_id")
+    return await _project_stream(request, svc, request.path_params["project_id"], stream_id)
+
+
+lean_routes = [
+    Route("/commands/{command_id}/events", _lean_command_events, methods=["GET"]),
+    Route("/projects/{project_id}/events", _lean_project_events, methods=["GET"]),
+]
 
 
 @router.get("/commands/{command_id}/events", response_class=sse.SseResponse)
 async def command_events(
-    command_id: str, caller: CommandsRead, svc: Services,
+    command_id: str, request: Request, caller: CommandsRead, svc: Services,
     last_event_id_header: LastEventIdHeader = None, last_event_id: LastEventIdQuery = None,
 ) -> sse.SseResponse:  # fmt: skip
-    cmd = await svc.commands.get(caller.key, command_id)
-    return await _stream(svc, caller.key, cmd, last_event_id_header, last_event_id)
+    """A command's events as Server-Sent Events; resume with Last-Event-ID."""
+    return await _command_stream(request, svc, command_id)
 
 
 @router.get("/projects/{project_id}/events", response_class=sse.SseResponse)
 async def project_events(
-    project_id: str, caller: CommandsRead, svc: Services,
+    project_id: str, request: Request, caller: CommandsRead, svc: Services,
     stream_id: Annotated[str, Query(max_length=100)],
     last_event_id_header: LastEventIdHeader = None, last_event_id: LastEventIdQuery = None,
 ) -> sse.SseResponse:  # fmt: skip
-    cmd = await svc.commands.get(caller.key, stream_id)
-    if cmd.project_id != project_id:
-        raise NotFound(f"stream {stream_id} not found")
-    return await _stream(svc, caller.key, cmd, last_event_id_header, last_event_id)
+    """The seed's form of the same stream."""
+    return await _project_stream(request, svc, project_id, stream_id)
