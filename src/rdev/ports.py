@@ -187,8 +187,12 @@ class CommandStore(Protocol):
 class EventLog(Protocol):
     async def append(self, events: Sequence[Event]) -> None: ...
 
-    async def read(self, command_id: str, *, after: int, limit: int) -> list[Event]:
-        """Events after `after`, in order: `limit` of them, or fewer only at the log's end."""
+    async def read(
+        self, command_id: str, *, after: int, limit: int, decode: bool = True
+    ) -> list[Event]:
+        """Events after `after`, in order: `limit` of them, or fewer only at the log's end.
+        With decode=False, `data` is left empty and `encoded` carries the JSON (for streams,
+        which only pass it on)."""
         ...
 
     async def last_seq(self, command_id: str) -> int: ...

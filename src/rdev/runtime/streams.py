@@ -68,7 +68,9 @@ class Subscription:
         self.wake.set()
 
     async def _read_log(self) -> list[Event]:
-        events = await self._hub.log.read(self.command_id, after=self.last, limit=_PAGE)
+        events = await self._hub.log.read(
+            self.command_id, after=self.last, limit=_PAGE, decode=False
+        )
         if events:
             self.last = events[-1].seq
         return events
@@ -82,9 +84,12 @@ class Subscription:
         if self.catching_up or self.dirty:
             self.dirty = False
             events = await self._read_log()
-            if len(events) < _PAGE and not self.dirty:
-                # the log is read to its end and nothing was published meanwhile: go live
+            head = self._hub.head(self.command_id)  # 0: nothing published since we joined
+            if (head and self.last >= head) or (len(events) < _PAGE and not self.dirty):
+                # read up to everything published (or to the log's end with nothing published
+                # meanwhile): from here on, live events alone are complete
                 self.catching_up = False
+                self.dirty = False
                 self.buffer.clear()  # anything here is already in the log we just read
             return events
         if not self.buffer:
@@ -117,6 +122,7 @@ class StreamHub:
         self._replica = replica
         self._buffer_events = buffer_events
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
+        self._heads: dict[str, int] = {}
         self.closing = False
         bus.subscribe(EVENTS_TOPIC, self._on_remote)
 
@@ -124,11 +130,17 @@ class StreamHub:
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subs.values())
 
+    def head(self, command_id: str) -> int:
+        """The last sequence number published here for a command that has readers (0: none)."""
+        return self._heads.get(command_id, 0)
+
     async def publish(self, events: Sequence[Event]) -> None:
         """Call only after `events` are durable."""
         if not events:
             return
         command_id = events[0].command_id
+        if command_id in self._subs:
+            self._heads[command_id] = events[-1].seq
         for sub in self._subs.get(command_id, ()):
             sub.offer(events)
         await self._bus.publish(EVENTS_TOPIC, f"{self._replica} {command_id} {events[-1].seq}")
@@ -168,6 +180,7 @@ class StreamHub:
             subs.discard(sub)
             if not subs:
                 del self._subs[sub.command_id]
+                self._heads.pop(sub.command_id, None)
 
     def _on_remote(self, payload: str) -> None:
         if payload == "*":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -59,8 +60,24 @@ async def encode(batches: AsyncIterator[list[Event] | None]) -> AsyncIterator[st
         yield heartbeat() if batch is None else frames(batch)
 
 
+_RENDERED: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+_RENDERED_MAX = 256
+
+
 def frames(batch: list[Event]) -> str:
-    """`frame` for a batch of one command's events, with the shared parts built once."""
+    """The frames of a batch of one command's events. Readers of one command mostly take the
+    same batches, so the text is rendered once and shared (a small LRU), not once per reader."""
+    key = (batch[0].command_id, batch[0].seq, batch[-1].seq)
+    text = _RENDERED.get(key)
+    if text is None:
+        text = _render(batch)
+        _RENDERED[key] = text
+        if len(_RENDERED) > _RENDERED_MAX:
+            _RENDERED.popitem(last=False)
+    return text
+
+
+def _render(batch: list[Event]) -> str:
     prefix = f"id: {batch[0].command_id}:"
     parts = []
     for e in batch:

@@ -17,6 +17,7 @@ from rdev.domain.models import Event, EventType
 _ROWS_PER_READ = 32
 _OUTPUT_PAGE = 5000
 _NAMES = {t: t.value for t in EventType}  # .value on an enum member is slow in hot loops
+_TYPES = {t.value: t for t in EventType}
 
 
 def encoded(event: Event) -> str:
@@ -43,13 +44,14 @@ async def insert_events(conn: AsyncConnection, batch: Sequence[Event]) -> None:
         )
 
 
-def _decode(command_id: str, seq_start: int, body: str, after: int) -> list[Event]:
+def _decode(command_id: str, seq_start: int, body: str, after: int, parse: bool) -> list[Event]:
     out = []
     for offset, line in enumerate(body.split("\n")):
         seq = seq_start + offset
         if seq > after:
             type_, _, raw = line.partition("\t")
-            out.append(Event(command_id, seq, EventType(type_), json.loads(raw), raw))
+            data = json.loads(raw) if parse else {}
+            out.append(Event(command_id, seq, _TYPES[type_], data, raw))
     return out
 
 
@@ -61,7 +63,9 @@ class SqlEventLog:
         async with db.write(self._engine) as conn:
             await insert_events(conn, batch)
 
-    async def read(self, command_id: str, *, after: int, limit: int) -> list[Event]:
+    async def read(
+        self, command_id: str, *, after: int, limit: int, decode: bool = True
+    ) -> list[Event]:
         """Events after `after` in order: `limit` of them, or fewer only at the end of the log."""
         out: list[Event] = []
         async with self._engine.connect() as conn:
@@ -74,7 +78,7 @@ class SqlEventLog:
                 )
                 rows = list(await conn.execute(q))
                 for row in rows:
-                    out += _decode(command_id, row.seq_start, row.body, after)
+                    out += _decode(command_id, row.seq_start, row.body, after, decode)
                 if len(rows) < _ROWS_PER_READ or not out:
                     break
                 after = out[-1].seq
