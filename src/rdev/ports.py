@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from rdev.domain.models import (
     ApiKey,
@@ -181,8 +181,6 @@ class CommandStore(Protocol):
 
     async def expired_leases(self, now: datetime) -> list[Command]: ...
 
-    async def queued_ids(self) -> list[str]: ...
-
 
 class EventLog(Protocol):
     async def append(self, events: Sequence[Event]) -> None: ...
@@ -234,10 +232,3 @@ class Bus(Protocol):
     def subscribe(self, topic: str, listener: Listener) -> Callable[[], None]:
         """Register a listener; returns a function that removes it."""
         ...
-
-
-class Database(Protocol):
-    async def ping(self) -> None: ...
-
-
-JSON = dict[str, Any]

@@ -1,4 +1,6 @@
-"""The command state machine: which transitions are allowed and which states are final."""
+"""The command state machine: queued → running → a terminal state, or queued → cancelled.
+The stores enforce each step with a conditional update (`WHERE status = …`), so two replicas
+can never both move one command; this module names the states and how an exit maps to one."""
 
 from __future__ import annotations
 
@@ -14,18 +16,9 @@ TERMINAL: frozenset[CommandStatus] = frozenset(
     }
 )
 
-_ALLOWED: dict[CommandStatus, frozenset[CommandStatus]] = {
-    CommandStatus.QUEUED: frozenset({CommandStatus.RUNNING, CommandStatus.CANCELLED}),
-    CommandStatus.RUNNING: TERMINAL,
-}
-
 
 def is_terminal(status: CommandStatus) -> bool:
     return status in TERMINAL
-
-
-def can_transition(src: CommandStatus, dst: CommandStatus) -> bool:
-    return dst in _ALLOWED.get(src, frozenset())
 
 
 def status_for_exit(exit_code: int | None) -> CommandStatus:

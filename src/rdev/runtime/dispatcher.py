@@ -65,9 +65,6 @@ class Dispatcher:
             asyncio.create_task(self._lease_loop(), name="dispatcher-lease"),
         ]
 
-    def wake(self) -> None:
-        self._wake.set()
-
     async def notify_queue(self) -> None:
         self._wake.set()
         await self._bus.publish(QUEUE_TOPIC, self._replica)

@@ -126,10 +126,6 @@ class StreamHub:
         self.closing = False
         bus.subscribe(EVENTS_TOPIC, self._on_remote)
 
-    @property
-    def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subs.values())
-
     def head(self, command_id: str) -> int:
         """The last sequence number published here for a command that has readers (0: none)."""
         return self._heads.get(command_id, 0)

@@ -118,6 +118,3 @@ class EventWriter:
             await asyncio.shield(self._writing)
         if self._writing is not None:
             self._writing.result()
-
-    async def close(self) -> None:
-        await self.flush()

@@ -28,4 +28,3 @@ class HttpServices:
     streams: StreamHub
     claude_config: ClaudeConfigService
     heartbeat_seconds: float = 15.0
-    max_stream_seconds: float = 3600.0

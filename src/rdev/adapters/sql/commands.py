@@ -313,8 +313,3 @@ class SqlCommandStore:
         )
         async with self._engine.connect() as conn:
             return [_row_to_command(r) for r in await conn.execute(q)]
-
-    async def queued_ids(self) -> list[str]:
-        q = select(c.id).where(c.status == CommandStatus.QUEUED.value).order_by(*_QUEUE_ORDER)
-        async with self._engine.connect() as conn:
-            return [r.id for r in await conn.execute(q)]
