@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.support import processes_under  # the same /proc scan the tests use
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -213,23 +214,6 @@ async def _output(*argv: str, env: dict[str, str]) -> str:
     return out.decode()
 
 
-def _processes_under(folder: Path) -> list[int]:
-    """PIDs of live processes whose working directory is inside `folder` (Linux /proc)."""
-    root = str(folder.resolve())
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            state = (entry / "stat").read_text().rsplit(") ", 1)[1][0]
-        except OSError:
-            continue
-        if state != "Z" and (cwd == root or cwd.startswith(root + "/")):
-            found.append(int(entry.name))
-    return found
-
-
 @contextlib.asynccontextmanager
 async def server(
     env: dict[str, str] | None = None, *, launcher: str = "bench"
@@ -270,7 +254,7 @@ async def server(
             with contextlib.suppress(Exception):
                 await client.aclose()
         await _stop(proc)
-        for pid in _processes_under(root / "workspaces"):  # commands this run started
+        for pid in processes_under(root / "workspaces"):  # commands this run started
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if ok:

@@ -4,6 +4,7 @@ a deadline instead of sleeping."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import time
@@ -36,13 +37,15 @@ def pg_reachable() -> str | None:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.02
+    check: Callable[[], Awaitable[Any] | Any], *, timeout: float = 10.0, interval: float = 0.02
 ) -> Any:
-    """Poll `check` until it returns something truthy, or fail at the deadline."""
+    """Poll `check` (sync or async) until it returns something truthy, or fail at the deadline."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = await check()
+        last = check()
+        if inspect.isawaitable(last):
+            last = await last
         if last:
             return last
         await asyncio.sleep(interval)
@@ -129,8 +132,10 @@ async def read_sse(
     headers: dict[str, str] | None = None,
     stop_after: int | None = None,
     until: str = "complete",
+    opened: asyncio.Event | None = None,
 ) -> list[SseEvent]:
-    """Read an SSE stream until `until` arrives, the server ends it, or `stop_after` events."""
+    """Read an SSE stream until `until` arrives, the server ends it, or `stop_after` events.
+    `opened` is set once the first event (`connected`) has arrived."""
     out: list[SseEvent] = []
     async with client.stream("GET", path, headers=headers or {}) as resp:
         assert resp.status_code == 200, await resp.aread()
@@ -146,6 +151,8 @@ async def read_sse(
                         )
                     )
                     current = {}
+                    if opened is not None:
+                        opened.set()
                     if out[-1].event == until or (stop_after and len(out) >= stop_after):
                         break
                 continue

@@ -105,10 +105,11 @@ async def test_sigterm_closes_streams_with_a_retry_hint_and_exits_in_time(tmp_pa
             "data"
         ]
         await wait_status(client, slow["command_id"], "running")
+        opened = asyncio.Event()
         reader = asyncio.create_task(
-            read_sse(client, f"/commands/{slow['command_id']}/events", until="error")
+            read_sse(client, f"/commands/{slow['command_id']}/events", until="error", opened=opened)
         )
-        await asyncio.sleep(0.2)  # let the stream open before the signal
+        await asyncio.wait_for(opened.wait(), 10)  # the stream is open before the signal
         started = time.monotonic()
         code = await replica.stop(signal.SIGTERM, timeout=15)
         elapsed = time.monotonic() - started
@@ -164,19 +165,23 @@ async def test_two_replicas_share_the_queue_and_stream_each_others_commands(
         async def statuses() -> list[str]:
             return [(await command_status(clients[0], c))["status"] for c in ids]
 
-        await eventually(lambda: _count(statuses, "running", 2))
+        async def two_running() -> bool:
+            return (await statuses()).count("running") == 2
+
+        await eventually(two_running)
         for _ in range(20):  # the limit holds across both replicas, however often we look
             assert (await statuses()).count("running") <= 2
         running = [c for c, s in zip(ids, await statuses(), strict=True) if s == "running"]
         owners = {}
         for cid in running:
             owners[cid] = await _owner(pg_url, cid)
+        opened = [asyncio.Event() for _ in running for _ in clients]
+        streams = [(cid, client) for cid in running for client in clients]
         readers = [
-            asyncio.create_task(read_sse(client, f"/commands/{cid}/events"))
-            for cid in running
-            for client in clients
+            asyncio.create_task(read_sse(client, f"/commands/{cid}/events", opened=flag))
+            for (cid, client), flag in zip(streams, opened, strict=True)
         ]  # each command is read on its own replica and on the other one
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(asyncio.gather(*(flag.wait() for flag in opened)), 10)
         for i in range(6):
             (root / "shared" / f"g{i}").touch()
         for events in await asyncio.gather(*readers):
@@ -204,11 +209,6 @@ async def test_two_replicas_share_the_queue_and_stream_each_others_commands(
             await client.aclose()
         for replica in replicas:
             await replica.stop()
-
-
-async def _count(statuses: Callable[[], object], status: str, n: int) -> bool:
-    values = await statuses()  # type: ignore[misc]
-    return bool(values.count(status) == n)
 
 
 async def _owner(pg_url: str, cid: str) -> str:

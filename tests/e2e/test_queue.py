@@ -87,14 +87,14 @@ async def test_cancel_running_ends_the_whole_process_group(limited: Running) -> 
     )
     cid = resp.json()["data"]["command_id"]
     await wait_status(limited.admin, cid, "running")
-    await eventually(lambda: _async(len(processes_under(workspace)) >= 2))
+    await eventually(lambda: len(processes_under(workspace)) >= 2)
     first = await limited.admin.post(f"/commands/{cid}/cancel")
     assert first.status_code == 200
     done = await wait_status(limited.admin, cid, "cancelled")
     again = await limited.admin.post(f"/commands/{cid}/cancel")
     assert again.status_code == 200 and again.json()["data"]["status"] == "cancelled"
     assert done["finished_at"] is not None
-    await eventually(lambda: _async(processes_under(workspace) == []), timeout=5)
+    await eventually(lambda: processes_under(workspace) == [], timeout=5)
     events = await read_sse(limited.admin, f"/commands/{cid}/events")
     assert events[-1].event == "complete" and events[-1].data["status"] == "cancelled"
 
@@ -123,7 +123,7 @@ async def test_timeout_kills_the_process_group(limited: Running) -> None:
     events = await read_sse(limited.admin, f"/commands/{cid}/events")
     assert events[-1].data["status"] == "timed_out"
     assert any(e.event == "error" and e.data["code"] == "TIMEOUT" for e in events)
-    await eventually(lambda: _async(processes_under(workspace) == []), timeout=5)
+    await eventually(lambda: processes_under(workspace) == [], timeout=5)
 
 
 async def test_project_settings_limit_command_kinds(
@@ -135,10 +135,6 @@ async def test_project_settings_limit_command_kinds(
         assert resp.json()["error"]["details"]["kind"] == "shell"
         missing = await rdev.admin.post("/projects/nope/shell", json={"argv": ["true"]})
         assert missing.status_code == 404
-
-
-async def _async(value: Any) -> Any:
-    return value
 
 
 async def test_replica_wide_limit_holds_across_projects(launch: Launch) -> None:
