@@ -12,7 +12,6 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from rdev.adapters.sql import db
 from rdev.adapters.sql.tables import metadata
 from rdev.bootstrap import Store, build_store
 from rdev.config import Settings
@@ -49,23 +48,22 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'rdev.db'}"
+        return f"sqlite:///{tmp_path / 'rdev.db'}"
     url: str = request.getfixturevalue("pg_url")
     return url
 
 
 async def _truncate(store: Store) -> None:
-    if db.is_sqlite(store.engine):
+    if store.db.is_sqlite:
         return
     names = ", ".join(t.name for t in metadata.sorted_tables)
-    async with store.engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
+    await store.db.write(lambda conn: conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY")))
 
 
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[Store]:
     s = build_store(Settings(database_url=db_url))
-    await db.migrate(s.engine)
+    await s.db.migrate()
     await _truncate(s)
     try:
         yield s

@@ -15,13 +15,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from rdev.adapters.bus.memory import InProcessBus
-from rdev.adapters.bus.postgres import PostgresBus
 from rdev.adapters.http.app import create_app
 from rdev.adapters.http.ratelimit import Limits
 from rdev.adapters.http.state import HttpServices
 from rdev.adapters.local.backend import LocalBackend
 from rdev.adapters.local.demo import ensure_demo_project
-from rdev.adapters.sql import db
 from rdev.adapters.sql.store import Store, build_store
 from rdev.clock import utcnow
 from rdev.config import Settings
@@ -52,6 +50,9 @@ def build_backend(settings: Settings) -> Backend:
 def build_bus(settings: Settings) -> Bus:
     url = settings.db_url
     if url.startswith("postgresql"):
+        # imported only here, like the Kubernetes backend: psycopg costs a SQLite replica ~6 MB
+        from rdev.adapters.bus.postgres import PostgresBus
+
         dsn = "postgresql://" + url.split("://", 1)[1]
         return PostgresBus(dsn, (EVENTS_TOPIC, QUEUE_TOPIC, CANCEL_TOPIC, KEYS_TOPIC))
     return InProcessBus()
@@ -71,7 +72,7 @@ class App:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
-        await db.migrate(self.store.engine)
+        await self.store.db.migrate()
         await self.backend.start()
         if self.demo and isinstance(self.backend, LocalBackend):
             await asyncio.to_thread(ensure_demo_project, self.settings.workspace_root)
@@ -142,7 +143,7 @@ def build(
         ),
         clock=clock,
     )
-    readiness = Readiness({"database": lambda: db.ping(store.engine), "backend": backend.check})
+    readiness = Readiness({"database": store.db.ping, "backend": backend.check})
     services = HttpServices(
         keys=KeyService(
             store.keys, audit, bus, clock=clock, cache_seconds=settings.key_cache_seconds

@@ -15,7 +15,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from rdev import logsetup
 from rdev.adapters.bus.memory import InProcessBus
-from rdev.adapters.sql import db
 from rdev.adapters.sql.store import build_store
 from rdev.clock import utcnow
 from rdev.config import ConfigError, Settings, load_settings
@@ -64,7 +63,7 @@ def _first_admin_key(settings: Settings) -> None:
     async def run() -> str | None:
         store = build_store(settings)
         try:
-            await db.migrate(store.engine)
+            await store.db.migrate()
             if await store.keys.list():
                 return None
             issued = await _key_service(store, settings).issue(
@@ -98,7 +97,7 @@ def _with_keys(fn: Any) -> Any:
     async def run() -> Any:
         store = build_store(settings)
         try:
-            await db.migrate(store.engine)
+            await store.db.migrate()
             return await fn(_key_service(store, settings))
         finally:
             await store.close()
@@ -127,7 +126,7 @@ def migrate() -> None:
     async def run() -> None:
         store = build_store(settings)
         try:
-            await db.migrate(store.engine)
+            await store.db.migrate()
         finally:
             await store.close()
 

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     @classmethod
     def _url(cls, value: str) -> str:
         if value and not value.startswith(("sqlite", "postgresql")):
-            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+psycopg://")
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
         return value
 
     @model_validator(mode="after")
@@ -111,7 +111,7 @@ class Settings(BaseSettings):
                 f"postgresql+psycopg://{auth}@{self.postgres_host}:{self.postgres_port}/"
                 f"{self.postgres_db}"
             )
-        return f"sqlite+aiosqlite:///{self.data_dir / 'rdev.db'}"
+        return f"sqlite:///{self.data_dir / 'rdev.db'}"
 
     @property
     def workspace_root(self) -> Path:

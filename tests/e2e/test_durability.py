@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rdev.adapters.sql import db
 from rdev.bootstrap import build_store
 from rdev.config import Settings
 from rdev.domain.models import Command, CommandKind, CommandStatus, Event, EventType, Priority
@@ -61,7 +60,7 @@ async def test_running_command_of_a_dead_replica_is_swept_to_lost(
     settings = settings_factory(lease_seconds=1.5)
     make_project(settings.workspace_root, "demo")
     store = build_store(settings)
-    await db.migrate(store.engine)
+    await store.db.migrate()
     now = datetime.now(UTC)
     cmd = Command(
         id="cmd_000000000001deadbeef0001", project_id="demo", kind=CommandKind.SHELL,
@@ -132,7 +131,7 @@ async def test_two_replicas_share_the_queue_and_stream_each_others_commands(
     root = tmp_path / "ws"
     make_project(root, "shared", "max_concurrent_commands = 2\n")
     store = build_store(Settings(database_url=pg_url))
-    await db.migrate(store.engine)
+    await store.db.migrate()
     await store.close()
     base = {
         "RDEV_DATABASE_URL": pg_url,

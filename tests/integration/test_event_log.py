@@ -67,9 +67,9 @@ async def test_migration_0002_keeps_existing_events(tmp_path: Path) -> None:
                 {"s": seq, "d": f'{{"line":"{line}","stream":"stdout"}}'},
             )  # fmt: skip
     sync.dispose()
-    store = build_store(Settings(database_url=f"sqlite+aiosqlite:///{path}"))
+    store = build_store(Settings(database_url=f"sqlite:///{path}"))
     try:
-        await db.migrate(store.engine)
+        await store.db.migrate()
         got = await store.events.read("cmd_old", after=0, limit=10)
         assert [(e.seq, e.data["line"]) for e in got] == [(1, "first"), (2, "second")]
     finally:

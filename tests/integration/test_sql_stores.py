@@ -10,7 +10,6 @@ import psycopg
 import pytest
 from sqlalchemy import inspect as sa_inspect
 
-from rdev.adapters.sql import db
 from rdev.bootstrap import Store, build_store
 from rdev.config import Settings
 from rdev.domain.errors import InvalidInput
@@ -192,17 +191,16 @@ async def test_audit_bad_cursor_is_invalid_input(store: Store) -> None:
 
 
 async def test_migrations_are_idempotent(store: Store) -> None:
-    await db.migrate(store.engine)
-    await db.migrate(store.engine)
-    async with store.engine.connect() as conn:
-        tables = await conn.run_sync(lambda c: sa_inspect(c).get_table_names())
+    await store.db.migrate()
+    await store.db.migrate()
+    tables = await store.db.read(lambda conn: sa_inspect(conn).get_table_names())
     assert {"api_keys", "audit_log", "commands", "events"} <= set(tables)
     await store.keys.add(make_key())
     assert await store.keys.get("abcdef012345") is not None
 
 
 async def test_ping_works(store: Store) -> None:
-    await db.ping(store.engine)
+    await store.db.ping()
 
 
 @pytest.mark.postgres
@@ -216,7 +214,7 @@ async def test_concurrent_migrations_on_a_fresh_postgres_database_both_succeed()
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
     stores = [build_store(Settings(database_url=f"{base}/{name}")) for _ in range(2)]
     try:
-        await asyncio.gather(*(db.migrate(s.engine) for s in stores))
+        await asyncio.gather(*(s.db.migrate() for s in stores))
         await stores[0].keys.add(make_key())
         assert await stores[1].keys.get("abcdef012345") is not None
     finally:

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from rdev.adapters.sql import db
-from rdev.adapters.sql.db import utc
+from rdev.adapters.sql.db import Database, utc
 from rdev.adapters.sql.tables import audit_log
 from rdev.domain.errors import InvalidInput
 from rdev.domain.models import AuditEntry, Page
@@ -30,23 +28,21 @@ def _row_to_entry(row: Any) -> AuditEntry:
 
 
 class SqlAuditLog:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def append(self, entry: AuditEntry) -> None:
-        async with db.write(self._engine) as conn:
-            await conn.execute(
-                insert(audit_log).values(
-                    at=utc(entry.at),
-                    action=entry.action,
-                    actor_key_id=entry.actor_key_id,
-                    target=entry.target,
-                    client_ip=entry.client_ip,
-                    request_id=entry.request_id,
-                    outcome=entry.outcome,
-                    details=entry.details,
-                )
-            )
+        q = insert(audit_log).values(
+            at=utc(entry.at),
+            action=entry.action,
+            actor_key_id=entry.actor_key_id,
+            target=entry.target,
+            client_ip=entry.client_ip,
+            request_id=entry.request_id,
+            outcome=entry.outcome,
+            details=entry.details,
+        )
+        await self._db.write(lambda conn: conn.execute(q))
 
     async def list(self, flt: AuditFilter) -> Page[AuditEntry]:
         q = select(audit_log).order_by(audit_log.c.id.desc()).limit(flt.limit + 1)
@@ -62,8 +58,7 @@ class SqlAuditLog:
             if not flt.cursor.isdigit():
                 raise InvalidInput("cursor is invalid", details={"field": "cursor"})
             q = q.where(audit_log.c.id < int(flt.cursor))
-        async with self._engine.connect() as conn:
-            rows = list(await conn.execute(q))
+        rows = await self._db.read(lambda conn: list(conn.execute(q)))
         items = [_row_to_entry(r) for r in rows[: flt.limit]]
         more = len(rows) > flt.limit
         return Page(items=items, next_cursor=str(items[-1].id) if more and items else None)

@@ -1,8 +1,8 @@
 """Commands and the shared queue in SQL.
 
 Claims are serialised: a PostgreSQL advisory transaction lock across replicas; on SQLite (one
-replica) every write already queues on db.write's lock. Inside the lock the running counts per
-project are exact, so project limits hold however many replicas claim at once."""
+replica) writes already run one at a time (see db.SqliteDatabase). Inside the lock the running
+counts per project are exact, so project limits hold however many replicas claim at once."""
 
 from __future__ import annotations
 
@@ -13,12 +13,10 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from rdev.adapters.sql import db
-from rdev.adapters.sql.db import CLAIM_LOCK, is_sqlite, utc
+from rdev.adapters.sql.db import CLAIM_LOCK, Database, utc
 from rdev.adapters.sql.events import insert_events
 from rdev.adapters.sql.tables import commands
 from rdev.domain.errors import InvalidInput
@@ -88,9 +86,8 @@ _QUEUE_ORDER = (c.priority_rank, c.created_at, c.id)
 
 
 class SqlCommandStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._sqlite = is_sqlite(engine)
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def add(self, command: Command, first_event: Event) -> Command:
         values = {
@@ -112,10 +109,13 @@ class SqlCommandStore:
             "output_bytes": 0,
             "truncated": False,
         }
+
+        def add(conn: Connection) -> None:
+            conn.execute(insert(commands).values(**values))
+            insert_events(conn, [first_event])
+
         try:
-            async with db.write(self._engine) as conn:
-                await conn.execute(insert(commands).values(**values))
-                await insert_events(conn, [first_event])
+            await self._db.write(add)
         except IntegrityError:
             if command.key_id and command.idempotency_key:
                 existing = await self.find_idempotent(command.key_id, command.idempotency_key)
@@ -125,15 +125,11 @@ class SqlCommandStore:
         return command
 
     async def get(self, command_id: str) -> Command | None:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(select(commands).where(c.id == command_id))).first()
-        return _row_to_command(row) if row else None
+        return await self._db.read(lambda conn: _one(conn, c.id == command_id))
 
     async def find_idempotent(self, key_id: str, idempotency_key: str) -> Command | None:
-        q = select(commands).where(c.key_id == key_id, c.idempotency_key == idempotency_key)
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(q)).first()
-        return _row_to_command(row) if row else None
+        where = and_(c.key_id == key_id, c.idempotency_key == idempotency_key)
+        return await self._db.read(lambda conn: _one(conn, where))
 
     async def page(self, flt: CommandFilter) -> Page[Command]:
         q = select(commands).order_by(c.created_at.desc(), c.id.desc()).limit(flt.limit + 1)
@@ -144,8 +140,7 @@ class SqlCommandStore:
         if flt.cursor:
             stamp, cid = _decode_cursor(flt.cursor)
             q = q.where(or_(c.created_at < stamp, and_(c.created_at == stamp, c.id < cid)))
-        async with self._engine.connect() as conn:
-            rows = [_row_to_command(r) for r in await conn.execute(q)]
+        rows = await self._db.read(lambda conn: [_row_to_command(r) for r in conn.execute(q)])
         more = len(rows) > flt.limit
         items = rows[: flt.limit]
         return Page(items=items, next_cursor=_encode_cursor(items[-1]) if more else None)
@@ -154,8 +149,7 @@ class SqlCommandStore:
         q = select(func.count()).where(
             c.project_id == project_id, c.status == CommandStatus.QUEUED.value
         )
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(q)).scalar() or 0)
+        return await self._db.read(lambda conn: int(conn.execute(q).scalar() or 0))
 
     async def queue_position(self, command: Command) -> int | None:
         """1-based position among the project's queued commands, in claim order (also for a
@@ -171,8 +165,7 @@ class SqlCommandStore:
         q = select(func.count()).where(
             c.project_id == command.project_id, c.status == CommandStatus.QUEUED.value, ahead
         )
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(q)).scalar() or 0) + 1
+        return await self._db.read(lambda conn: int(conn.execute(q).scalar() or 0) + 1)
 
     async def claim(
         self,
@@ -185,20 +178,12 @@ class SqlCommandStore:
     ) -> list[Command]:
         if slots <= 0:
             return []
-        return await self._claim(owner, lease_until, now, slots, project_limit)
+        sqlite = self._db.is_sqlite
 
-    async def _claim(
-        self,
-        owner: str,
-        lease_until: datetime,
-        now: datetime,
-        slots: int,
-        project_limit: Callable[[str], int | None],
-    ) -> list[Command]:
-        async with db.write(self._engine) as conn:
-            if not self._sqlite:
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
-            running = await self._running_counts(conn)
+        def claim(conn: Connection) -> list[Command]:
+            if not sqlite:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
+            running = _running_counts(conn)
             q = (
                 select(commands)
                 .where(c.status == CommandStatus.QUEUED.value)
@@ -206,7 +191,7 @@ class SqlCommandStore:
                 .limit(_CANDIDATES)
             )
             chosen: list[Command] = []
-            for row in await conn.execute(q):
+            for row in conn.execute(q):
                 cmd = _row_to_command(row)
                 limit = project_limit(cmd.project_id)
                 if limit is None or running[cmd.project_id] >= limit:
@@ -215,30 +200,24 @@ class SqlCommandStore:
                 chosen.append(cmd)
                 if len(chosen) == slots:
                     break
-            if not chosen:
-                return []
-            await conn.execute(
-                update(commands)
-                .where(c.id.in_([x.id for x in chosen]))
-                .values(
-                    status=CommandStatus.RUNNING.value,
-                    started_at=now,
-                    lease_owner=owner,
-                    lease_expires_at=lease_until,
+            if chosen:
+                conn.execute(
+                    update(commands)
+                    .where(c.id.in_([x.id for x in chosen]))
+                    .values(
+                        status=CommandStatus.RUNNING.value,
+                        started_at=now,
+                        lease_owner=owner,
+                        lease_expires_at=lease_until,
+                    )
                 )
-            )
+            return chosen
+
+        chosen = await self._db.write(claim)
         return [
             replace(x, status=CommandStatus.RUNNING, started_at=now, lease_owner=owner)
             for x in chosen
         ]
-
-    async def _running_counts(self, conn: AsyncConnection) -> Counter[str]:
-        q = (
-            select(c.project_id, func.count())
-            .where(c.status == CommandStatus.RUNNING.value)
-            .group_by(c.project_id)
-        )
-        return Counter({pid: int(n) for pid, n in await conn.execute(q)})
 
     async def renew_leases(
         self, *, owner: str, command_ids: Sequence[str], until: datetime
@@ -246,34 +225,35 @@ class SqlCommandStore:
         if not command_ids:
             return []
         ids = list(command_ids)
-        async with db.write(self._engine) as conn:
-            await conn.execute(
+
+        def renew(conn: Connection) -> list[str]:
+            conn.execute(
                 update(commands)
                 .where(c.id.in_(ids), c.lease_owner == owner)
                 .values(lease_expires_at=until)
             )
-            rows = await conn.execute(
-                select(c.id).where(c.id.in_(ids), c.cancel_requested.is_(True))
-            )
+            rows = conn.execute(select(c.id).where(c.id.in_(ids), c.cancel_requested.is_(True)))
             return [r.id for r in rows]
 
+        return await self._db.write(renew)
+
     async def request_cancel(self, command_id: str) -> None:
-        async with db.write(self._engine) as conn:
-            await conn.execute(
-                update(commands).where(c.id == command_id).values(cancel_requested=True)
-            )
+        q = update(commands).where(c.id == command_id).values(cancel_requested=True)
+        await self._db.write(lambda conn: conn.execute(q))
 
     async def cancel_queued(self, command_id: str, *, at: datetime, final: Sequence[Event]) -> bool:
-        async with db.write(self._engine) as conn:
-            result = await conn.execute(
+        def cancel(conn: Connection) -> bool:
+            result = conn.execute(
                 update(commands)
                 .where(c.id == command_id, c.status == CommandStatus.QUEUED.value)
                 .values(status=CommandStatus.CANCELLED.value, finished_at=at, cancel_requested=True)
             )
             if result.rowcount != 1:
                 return False
-            await insert_events(conn, final)
-        return True
+            insert_events(conn, final)
+            return True
+
+        return await self._db.write(cancel)
 
     async def finish(self, command_id: str, finish: Finish, final: Sequence[Event]) -> bool:
         values: dict[str, Any] = {
@@ -293,23 +273,39 @@ class SqlCommandStore:
                 "claude_num_turns": finish.claude.num_turns,
                 "claude_is_error": finish.claude.is_error,
             }
+
+        def finish_(conn: Connection) -> bool:
+            result = conn.execute(
+                update(commands)
+                .where(c.id == command_id, c.status == CommandStatus.RUNNING.value)
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                return False
+            insert_events(conn, final)
+            return True
+
         try:
-            async with db.write(self._engine) as conn:
-                result = await conn.execute(
-                    update(commands)
-                    .where(c.id == command_id, c.status == CommandStatus.RUNNING.value)
-                    .values(**values)
-                )
-                if result.rowcount != 1:
-                    return False
-                await insert_events(conn, final)
+            return await self._db.write(finish_)
         except IntegrityError:
             return False  # another replica finished it first and took those sequence numbers
-        return True
 
     async def expired_leases(self, now: datetime) -> list[Command]:
         q = select(commands).where(
             c.status == CommandStatus.RUNNING.value, c.lease_expires_at < now
         )
-        async with self._engine.connect() as conn:
-            return [_row_to_command(r) for r in await conn.execute(q)]
+        return await self._db.read(lambda conn: [_row_to_command(r) for r in conn.execute(q)])
+
+
+def _one(conn: Connection, where: Any) -> Command | None:
+    row = conn.execute(select(commands).where(where)).first()
+    return _row_to_command(row) if row else None
+
+
+def _running_counts(conn: Connection) -> Counter[str]:
+    q = (
+        select(c.project_id, func.count())
+        .where(c.status == CommandStatus.RUNNING.value)
+        .group_by(c.project_id)
+    )
+    return Counter({pid: int(n) for pid, n in conn.execute(q)})

@@ -1,68 +1,76 @@
-"""Engines for SQLite and PostgreSQL, migrations at start-up, and the readiness ping."""
+"""Where SQL runs. A store operation is a plain function of a synchronous SQLAlchemy
+`Connection`; `Database.read` and `Database.write` run one as a single transaction.
+
+- **SQLite** (the embedded default): the standard `sqlite3` module, run inline on the event
+  loop. A statement on a local WAL database takes microseconds, less than one hand-off to a
+  worker thread, and an inline operation cannot interleave with another coroutine, so this
+  process's writers never wait on each other. The inline connection never waits for a lock
+  held by another process (`rdev keys create`, say): it gives up at once, and the operation is
+  rolled back and run again in a worker thread that waits up to 30 s. Operations that may touch
+  many rows, migrations and WAL checkpoints (which fsync) run in worker threads too.
+- **PostgreSQL**: SQLAlchemy's asyncio engine over psycopg; the same functions run through
+  `AsyncConnection.run_sync`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import weakref
-from collections.abc import AsyncIterator
+import sqlite3
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from rdev.domain.errors import Unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7_270_001  # pg advisory lock id: one replica migrates at a time
 CLAIM_LOCK = 7_270_002  # pg advisory lock id: queue claims are serialised across replicas
+_BUSY_TIMEOUT_MS = 30_000  # how long a worker thread waits for another process's lock
+_CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints while writes go on
+
+T = TypeVar("T")
+Op = Callable[[Connection], T]
 
 
-_sqlite_writers: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
+class Database:
+    """Runs store operations; see the module docstring for how each database does it."""
+
+    is_sqlite: bool
+
+    async def read(self, op: Op[T]) -> T:
+        raise NotImplementedError
+
+    async def write(self, op: Op[T], *, slow: bool = False) -> T:
+        """`slow`: the operation may touch many rows (on SQLite it then runs in a thread)."""
+        raise NotImplementedError
+
+    async def migrate(self) -> None:
+        """Bring the schema to head."""
+        raise NotImplementedError
+
+    async def ping(self) -> None:
+        try:
+            await self.read(lambda conn: conn.execute(text("SELECT 1")))
+        except (SQLAlchemyError, OSError) as e:
+            raise Unavailable("database unreachable", details={"reason": type(e).__name__}) from e
+
+    async def close(self) -> None:
+        raise NotImplementedError
 
 
-@contextlib.asynccontextmanager
-async def write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A write transaction. On SQLite (one writer at a time, one process) writers queue on an
-    asyncio lock instead of meeting in SQLite's busy handler, which sleeps in whole
-    milliseconds; on PostgreSQL this is just engine.begin()."""
-    if not is_sqlite(engine):
-        async with engine.begin() as conn:
-            yield conn
-        return
-    lock = _sqlite_writers.setdefault(engine, asyncio.Lock())
-    async with lock, engine.begin() as conn:
-        yield conn
-
-
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def open_database(url: str, *, pool_size: int = 10) -> Database:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=10
-    )
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+        return SqliteDatabase(path)
+    return PostgresDatabase(url, pool_size=pool_size)
 
 
 def _upgrade(conn: Connection) -> None:
@@ -76,20 +84,140 @@ def _upgrade(conn: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to head. On PostgreSQL an advisory lock makes concurrent starts safe."""
-    async with engine.begin() as conn:
-        if not is_sqlite(engine):
+class PostgresDatabase(Database):
+    is_sqlite = False
+
+    def __init__(self, url: str, *, pool_size: int) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=10
+        )
+
+    async def read(self, op: Op[T]) -> T:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(op)
+
+    async def write(self, op: Op[T], *, slow: bool = False) -> T:
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(op)
+
+    async def migrate(self) -> None:
+        """An advisory lock makes concurrent starts of several replicas safe."""
+        async with self.engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-        await conn.run_sync(_upgrade)
+            await conn.run_sync(_upgrade)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
 
 
-async def ping(engine: AsyncEngine) -> None:
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except (SQLAlchemyError, OSError) as e:
-        raise Unavailable("database unreachable", details={"reason": type(e).__name__}) from e
+def _sqlite_engine(path: str, *, busy_timeout_ms: int, inline: bool) -> Engine:
+    memory = path in ("", ":memory:")
+    engine = create_engine(
+        f"sqlite:///{path}",
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        poolclass=StaticPool if inline or memory else None,
+    )
+
+    def on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # transactions are begun explicitly (see _transaction)
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            f"busy_timeout={busy_timeout_ms}",
+            "foreign_keys=ON",
+            # the inline connection never checkpoints (a checkpoint fsyncs): a thread does
+            f"wal_autocheckpoint={0 if inline and not memory else 1000}",
+        ):
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    event.listen(engine, "connect", on_connect)
+    return engine
+
+
+def _transaction(engine: Engine, op: Op[T], begin: str) -> T:
+    with engine.connect() as conn:
+        conn.exec_driver_sql(begin)
+        try:
+            result = op(conn)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        return result
+
+
+def _locked_elsewhere(error: OperationalError) -> bool:
+    code = getattr(error.orig, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+class SqliteDatabase(Database):
+    is_sqlite = True
+
+    def __init__(self, path: str) -> None:
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._inline = _sqlite_engine(path, busy_timeout_ms=0, inline=True)
+        # an in-memory database exists only on its one connection: no worker threads then
+        memory = path in ("", ":memory:")
+        self._threaded = (
+            self._inline
+            if memory
+            else _sqlite_engine(path, busy_timeout_ms=_BUSY_TIMEOUT_MS, inline=False)
+        )
+        self._write_lock = asyncio.Lock()  # this process's writers, when one is in a thread
+        self._last_checkpoint = time.monotonic()
+        self._checkpointing: asyncio.Task[None] | None = None
+        self._checkpoints = not memory
+
+    async def read(self, op: Op[T]) -> T:
+        try:
+            return _transaction(self._inline, op, "BEGIN")
+        except OperationalError as e:
+            if not _locked_elsewhere(e):
+                raise
+        return await asyncio.to_thread(_transaction, self._threaded, op, "BEGIN")
+
+    async def write(self, op: Op[T], *, slow: bool = False) -> T:
+        async with self._write_lock:
+            if slow:
+                result = await self._in_thread(op)
+            else:
+                try:
+                    result = _transaction(self._inline, op, "BEGIN IMMEDIATE")
+                except OperationalError as e:
+                    if not _locked_elsewhere(e):
+                        raise
+                    result = await self._in_thread(op)
+        self._maybe_checkpoint()
+        return result
+
+    async def _in_thread(self, op: Op[T]) -> T:
+        return await asyncio.to_thread(_transaction, self._threaded, op, "BEGIN IMMEDIATE")
+
+    def _maybe_checkpoint(self) -> None:
+        now = time.monotonic()
+        if not self._checkpoints or now - self._last_checkpoint < _CHECKPOINT_EVERY:
+            return
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        self._last_checkpoint = now
+        self._checkpointing = asyncio.create_task(asyncio.to_thread(self._checkpoint))
+
+    def _checkpoint(self) -> None:
+        with self._threaded.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def migrate(self) -> None:
+        await self._in_thread(_upgrade)
+
+    async def close(self) -> None:
+        if self._checkpointing is not None:
+            await asyncio.gather(self._checkpointing, return_exceptions=True)
+        if self._checkpoints:
+            await asyncio.to_thread(self._checkpoint)
+        self._inline.dispose()
+        self._threaded.dispose()
 
 
 def utc(value: datetime | None) -> datetime | None:

@@ -7,10 +7,9 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection, delete, func, insert, select
 
-from rdev.adapters.sql import db
+from rdev.adapters.sql.db import Database
 from rdev.adapters.sql.tables import events
 from rdev.domain.models import Event, EventType
 
@@ -31,9 +30,9 @@ def _body(batch: Sequence[Event]) -> str:
     return "\n".join(f"{_NAMES[e.type]}\t{encoded(e)}" for e in batch)
 
 
-async def insert_events(conn: AsyncConnection, batch: Sequence[Event]) -> None:
+def insert_events(conn: Connection, batch: Sequence[Event]) -> None:
     if batch:
-        await conn.execute(
+        conn.execute(
             insert(events).values(
                 command_id=batch[0].command_id,
                 seq_start=batch[0].seq,
@@ -55,39 +54,40 @@ def _decode(command_id: str, seq_start: int, body: str, after: int, parse: bool)
     return out
 
 
+def _read(conn: Connection, command_id: str, after: int, limit: int, parse: bool) -> list[Event]:
+    out: list[Event] = []
+    while len(out) < limit:
+        q = (
+            select(events.c.seq_start, events.c.body)
+            .where(events.c.command_id == command_id, events.c.seq_end > after)
+            .order_by(events.c.seq_start)
+            .limit(_ROWS_PER_READ)
+        )
+        rows = list(conn.execute(q))
+        for row in rows:
+            out += _decode(command_id, row.seq_start, row.body, after, parse)
+        if len(rows) < _ROWS_PER_READ or not out:
+            break
+        after = out[-1].seq
+    return out[:limit]
+
+
 class SqlEventLog:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def append(self, batch: Sequence[Event]) -> None:
-        async with db.write(self._engine) as conn:
-            await insert_events(conn, batch)
+        await self._db.write(lambda conn: insert_events(conn, batch))
 
     async def read(
         self, command_id: str, *, after: int, limit: int, decode: bool = True
     ) -> list[Event]:
         """Events after `after` in order: `limit` of them, or fewer only at the end of the log."""
-        out: list[Event] = []
-        async with self._engine.connect() as conn:
-            while len(out) < limit:
-                q = (
-                    select(events.c.seq_start, events.c.body)
-                    .where(events.c.command_id == command_id, events.c.seq_end > after)
-                    .order_by(events.c.seq_start)
-                    .limit(_ROWS_PER_READ)
-                )
-                rows = list(await conn.execute(q))
-                for row in rows:
-                    out += _decode(command_id, row.seq_start, row.body, after, decode)
-                if len(rows) < _ROWS_PER_READ or not out:
-                    break
-                after = out[-1].seq
-        return out[:limit]
+        return await self._db.read(lambda conn: _read(conn, command_id, after, limit, decode))
 
     async def last_seq(self, command_id: str) -> int:
         q = select(func.max(events.c.seq_end)).where(events.c.command_id == command_id)
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(q)).scalar() or 0)
+        return await self._db.read(lambda conn: int(conn.execute(q).scalar() or 0))
 
     async def read_output(self, command_id: str) -> AsyncIterator[str]:
         """The command's output text in order (lines with their newlines restored), page by
@@ -102,6 +102,5 @@ class SqlEventLog:
             after = page[-1].seq
 
     async def prune(self, before: datetime) -> int:
-        async with db.write(self._engine) as conn:
-            result = await conn.execute(delete(events).where(events.c.created_at < before))
-            return int(result.rowcount or 0)
+        q = delete(events).where(events.c.created_at < before)
+        return await self._db.write(lambda conn: int(conn.execute(q).rowcount or 0), slow=True)

@@ -6,10 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from rdev.adapters.sql import db
-from rdev.adapters.sql.db import utc
+from rdev.adapters.sql.db import Database, utc
 from rdev.adapters.sql.tables import api_keys
 from rdev.domain.models import ApiKey, Scope
 
@@ -31,39 +29,36 @@ def _row_to_key(row: Any) -> ApiKey:
 
 
 class SqlKeyStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def add(self, key: ApiKey) -> None:
-        async with db.write(self._engine) as conn:
-            await conn.execute(
-                insert(api_keys).values(
-                    id=key.id,
-                    name=key.name,
-                    secret_hash=key.secret_hash,
-                    scopes=sorted(key.scopes),
-                    projects=sorted(key.projects),
-                    allowed_ips=list(key.allowed_ips),
-                    created_at=utc(key.created_at),
-                    expires_at=utc(key.expires_at),
-                    revoked_at=utc(key.revoked_at),
-                    created_by=key.created_by,
-                )
-            )
+        q = insert(api_keys).values(
+            id=key.id,
+            name=key.name,
+            secret_hash=key.secret_hash,
+            scopes=sorted(key.scopes),
+            projects=sorted(key.projects),
+            allowed_ips=list(key.allowed_ips),
+            created_at=utc(key.created_at),
+            expires_at=utc(key.expires_at),
+            revoked_at=utc(key.revoked_at),
+            created_by=key.created_by,
+        )
+        await self._db.write(lambda conn: conn.execute(q))
 
     async def get(self, key_id: str) -> ApiKey | None:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+        q = select(api_keys).where(api_keys.c.id == key_id)
+        row = await self._db.read(lambda conn: conn.execute(q).first())
         return _row_to_key(row) if row else None
 
     async def list(self) -> list[ApiKey]:
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(select(api_keys).order_by(api_keys.c.created_at.desc()))
-            return [_row_to_key(r) for r in rows]
+        q = select(api_keys).order_by(api_keys.c.created_at.desc())
+        return await self._db.read(lambda conn: [_row_to_key(r) for r in conn.execute(q)])
 
     async def _update(self, key_id: str, **values: Any) -> None:
-        async with db.write(self._engine) as conn:
-            await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**values))
+        q = update(api_keys).where(api_keys.c.id == key_id).values(**values)
+        await self._db.write(lambda conn: conn.execute(q))
 
     async def set_secret_hash(self, key_id: str, secret_hash: str) -> None:
         await self._update(key_id, secret_hash=secret_hash)
