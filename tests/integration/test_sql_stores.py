@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -222,3 +224,41 @@ async def test_concurrent_migrations_on_a_fresh_postgres_database_both_succeed()
             await s.close()
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# SQLite: another process holding the write lock
+
+
+async def test_sqlite_write_waits_for_another_process_lock_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rdev.db"
+    store = build_store(Settings(database_url=f"sqlite:///{path}"))
+    await store.db.migrate()
+    other = sqlite3.connect(path, isolation_level=None)  # as `rdev keys create` would be
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    tick_task = asyncio.create_task(ticker())
+    try:
+        add = asyncio.create_task(store.keys.add(make_key()))
+        await asyncio.sleep(0.3)
+        assert not add.done()  # waiting for the other writer, in a worker thread ...
+        assert ticks >= 10  # ... while the event loop runs on
+        other.execute("COMMIT")
+        await asyncio.wait_for(add, 5)
+        assert await store.keys.get("abcdef012345") is not None
+        # reads never wait for a writer (WAL), and the inline path is back
+        other.execute("BEGIN IMMEDIATE")
+        assert await asyncio.wait_for(store.keys.get("abcdef012345"), 1) is not None
+        other.execute("ROLLBACK")
+    finally:
+        tick_task.cancel()
+        other.close()
+        await store.close()
