@@ -109,6 +109,7 @@ class EventWriter:
             del self._pending[:MAX_BATCH]
             await self._log.append(batch)
             await self._hub.publish(batch)
+            await asyncio.sleep(0)  # an inline (SQLite) append never yields: let readers run
 
     async def flush(self) -> None:
         """Wait until everything added so far is durable and published."""
