@@ -27,22 +27,25 @@ def _row_to_entry(row: Any) -> AuditEntry:
     )
 
 
+_INSERT = insert(audit_log)
+
+
 class SqlAuditLog:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def append(self, entry: AuditEntry) -> None:
-        q = insert(audit_log).values(
-            at=utc(entry.at),
-            action=entry.action,
-            actor_key_id=entry.actor_key_id,
-            target=entry.target,
-            client_ip=entry.client_ip,
-            request_id=entry.request_id,
-            outcome=entry.outcome,
-            details=entry.details,
-        )
-        await self._db.write(lambda conn: conn.execute(q))
+        row = {
+            "at": utc(entry.at),
+            "action": entry.action,
+            "actor_key_id": entry.actor_key_id,
+            "target": entry.target,
+            "client_ip": entry.client_ip,
+            "request_id": entry.request_id,
+            "outcome": entry.outcome,
+            "details": entry.details,
+        }
+        await self._db.write(lambda conn: conn.execute(_INSERT, row))
 
     async def list(self, flt: AuditFilter) -> Page[AuditEntry]:
         q = select(audit_log).order_by(audit_log.c.id.desc()).limit(flt.limit + 1)

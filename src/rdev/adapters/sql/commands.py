@@ -13,8 +13,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import BindParameter
 
 from rdev.adapters.sql.db import CLAIM_LOCK, Database, utc
 from rdev.adapters.sql.events import insert_events
@@ -83,6 +84,34 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 _QUEUE_ORDER = (c.priority_rank, c.created_at, c.id)
+_QUEUED, _RUNNING = CommandStatus.QUEUED.value, CommandStatus.RUNNING.value
+
+# The statements on the path of every command are built once: building one costs more than
+# running it on SQLite. Their parameters are bound at execution.
+_INSERT = insert(commands)
+_BY_ID = select(commands).where(c.id == bindparam("b_id"))
+_COUNT_QUEUED = select(func.count()).where(
+    c.project_id == bindparam("b_project"), c.status == _QUEUED
+)
+_rank: BindParameter[int] = bindparam("b_rank")
+_created: BindParameter[datetime] = bindparam("b_created")
+_AHEAD = select(func.count()).where(
+    c.project_id == bindparam("b_project"),
+    c.status == _QUEUED,
+    or_(
+        c.priority_rank < _rank,
+        and_(c.priority_rank == _rank, c.created_at < _created),
+        and_(c.priority_rank == _rank, c.created_at == _created, c.id < bindparam("b_id")),
+    ),
+)
+_RUNNING_COUNTS = (
+    select(c.project_id, func.count()).where(c.status == _RUNNING).group_by(c.project_id)
+)
+_CANDIDATES_Q = (
+    select(commands).where(c.status == _QUEUED).order_by(*_QUEUE_ORDER).limit(_CANDIDATES)
+)
+_START = update(commands).where(c.id.in_(bindparam("b_ids", expanding=True)))
+_FINISH = update(commands).where(c.id == bindparam("b_id"), c.status == _RUNNING)
 
 
 class SqlCommandStore:
@@ -111,7 +140,7 @@ class SqlCommandStore:
         }
 
         def add(conn: Connection) -> None:
-            conn.execute(insert(commands).values(**values))
+            conn.execute(_INSERT, values)
             insert_events(conn, [first_event])
 
         try:
@@ -125,11 +154,11 @@ class SqlCommandStore:
         return command
 
     async def get(self, command_id: str) -> Command | None:
-        return await self._db.read(lambda conn: _one(conn, c.id == command_id))
+        return await self._db.read(lambda conn: _first(conn.execute(_BY_ID, {"b_id": command_id})))
 
     async def find_idempotent(self, key_id: str, idempotency_key: str) -> Command | None:
-        where = and_(c.key_id == key_id, c.idempotency_key == idempotency_key)
-        return await self._db.read(lambda conn: _one(conn, where))
+        q = select(commands).where(c.key_id == key_id, c.idempotency_key == idempotency_key)
+        return await self._db.read(lambda conn: _first(conn.execute(q)))
 
     async def page(self, flt: CommandFilter) -> Page[Command]:
         q = select(commands).order_by(c.created_at.desc(), c.id.desc()).limit(flt.limit + 1)
@@ -146,26 +175,23 @@ class SqlCommandStore:
         return Page(items=items, next_cursor=_encode_cursor(items[-1]) if more else None)
 
     async def count_queued(self, project_id: str) -> int:
-        q = select(func.count()).where(
-            c.project_id == project_id, c.status == CommandStatus.QUEUED.value
+        params = {"b_project": project_id}
+        return await self._db.read(
+            lambda conn: int(conn.execute(_COUNT_QUEUED, params).scalar_one())
         )
-        return await self._db.read(lambda conn: int(conn.execute(q).scalar() or 0))
 
     async def queue_position(self, command: Command) -> int | None:
         """1-based position among the project's queued commands, in claim order (also for a
         command about to be queued: everything already there of its rank or higher is ahead)."""
         if command.status is not CommandStatus.QUEUED:
             return None
-        rank, created = command.priority.rank, command.created_at
-        ahead = or_(
-            c.priority_rank < rank,
-            and_(c.priority_rank == rank, c.created_at < created),
-            and_(c.priority_rank == rank, c.created_at == created, c.id < command.id),
-        )
-        q = select(func.count()).where(
-            c.project_id == command.project_id, c.status == CommandStatus.QUEUED.value, ahead
-        )
-        return await self._db.read(lambda conn: int(conn.execute(q).scalar() or 0) + 1)
+        params = {
+            "b_project": command.project_id,
+            "b_rank": command.priority.rank,
+            "b_created": command.created_at,
+            "b_id": command.id,
+        }
+        return await self._db.read(lambda conn: int(conn.execute(_AHEAD, params).scalar_one()) + 1)
 
     async def claim(
         self,
@@ -183,15 +209,9 @@ class SqlCommandStore:
         def claim(conn: Connection) -> list[Command]:
             if not sqlite:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
-            running = _running_counts(conn)
-            q = (
-                select(commands)
-                .where(c.status == CommandStatus.QUEUED.value)
-                .order_by(*_QUEUE_ORDER)
-                .limit(_CANDIDATES)
-            )
+            running = Counter({pid: int(n) for pid, n in conn.execute(_RUNNING_COUNTS)})
             chosen: list[Command] = []
-            for row in conn.execute(q):
+            for row in conn.execute(_CANDIDATES_Q):
                 cmd = _row_to_command(row)
                 limit = project_limit(cmd.project_id)
                 if limit is None or running[cmd.project_id] >= limit:
@@ -202,14 +222,14 @@ class SqlCommandStore:
                     break
             if chosen:
                 conn.execute(
-                    update(commands)
-                    .where(c.id.in_([x.id for x in chosen]))
-                    .values(
-                        status=CommandStatus.RUNNING.value,
-                        started_at=now,
-                        lease_owner=owner,
-                        lease_expires_at=lease_until,
-                    )
+                    _START,
+                    {
+                        "b_ids": [x.id for x in chosen],
+                        "status": _RUNNING,
+                        "started_at": now,
+                        "lease_owner": owner,
+                        "lease_expires_at": lease_until,
+                    },
                 )
             return chosen
 
@@ -275,11 +295,7 @@ class SqlCommandStore:
             }
 
         def finish_(conn: Connection) -> bool:
-            result = conn.execute(
-                update(commands)
-                .where(c.id == command_id, c.status == CommandStatus.RUNNING.value)
-                .values(**values)
-            )
+            result = conn.execute(_FINISH, {"b_id": command_id, **values})
             if result.rowcount != 1:
                 return False
             insert_events(conn, final)
@@ -297,15 +313,6 @@ class SqlCommandStore:
         return await self._db.read(lambda conn: [_row_to_command(r) for r in conn.execute(q)])
 
 
-def _one(conn: Connection, where: Any) -> Command | None:
-    row = conn.execute(select(commands).where(where)).first()
+def _first(result: Any) -> Command | None:
+    row = result.first()
     return _row_to_command(row) if row else None
-
-
-def _running_counts(conn: Connection) -> Counter[str]:
-    q = (
-        select(c.project_id, func.count())
-        .where(c.status == CommandStatus.RUNNING.value)
-        .group_by(c.project_id)
-    )
-    return Counter({pid: int(n) for pid, n in conn.execute(q)})

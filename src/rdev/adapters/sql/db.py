@@ -134,16 +134,20 @@ def _sqlite_engine(path: str, *, busy_timeout_ms: int, inline: bool) -> Engine:
     return engine
 
 
-def _transaction(engine: Engine, op: Op[T], begin: str) -> T:
-    with engine.connect() as conn:
+def _transaction(conn: Connection, op: Op[T], begin: str) -> T:
+    try:
         conn.exec_driver_sql(begin)
-        try:
-            result = op(conn)
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
-        return result
+        result = op(conn)
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+    return result
+
+
+def _in_new_connection(engine: Engine, op: Op[T], begin: str) -> T:
+    with engine.connect() as conn:
+        return _transaction(conn, op, begin)
 
 
 def _locked_elsewhere(error: OperationalError) -> bool:
@@ -158,6 +162,7 @@ class SqliteDatabase(Database):
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._inline = _sqlite_engine(path, busy_timeout_ms=0, inline=True)
+        self._conn: Connection | None = None  # the inline connection, kept open
         # an in-memory database exists only on its one connection: no worker threads then
         memory = path in ("", ":memory:")
         self._threaded = (
@@ -170,13 +175,18 @@ class SqliteDatabase(Database):
         self._checkpointing: asyncio.Task[None] | None = None
         self._checkpoints = not memory
 
+    def _inline_conn(self) -> Connection:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = self._inline.connect()
+        return self._conn
+
     async def read(self, op: Op[T]) -> T:
         try:
-            return _transaction(self._inline, op, "BEGIN")
+            return _transaction(self._inline_conn(), op, "BEGIN")
         except OperationalError as e:
             if not _locked_elsewhere(e):
                 raise
-        return await asyncio.to_thread(_transaction, self._threaded, op, "BEGIN")
+        return await asyncio.to_thread(_in_new_connection, self._threaded, op, "BEGIN")
 
     async def write(self, op: Op[T], *, slow: bool = False) -> T:
         async with self._write_lock:
@@ -184,7 +194,7 @@ class SqliteDatabase(Database):
                 result = await self._in_thread(op)
             else:
                 try:
-                    result = _transaction(self._inline, op, "BEGIN IMMEDIATE")
+                    result = _transaction(self._inline_conn(), op, "BEGIN IMMEDIATE")
                 except OperationalError as e:
                     if not _locked_elsewhere(e):
                         raise
@@ -193,7 +203,7 @@ class SqliteDatabase(Database):
         return result
 
     async def _in_thread(self, op: Op[T]) -> T:
-        return await asyncio.to_thread(_transaction, self._threaded, op, "BEGIN IMMEDIATE")
+        return await asyncio.to_thread(_in_new_connection, self._threaded, op, "BEGIN IMMEDIATE")
 
     def _maybe_checkpoint(self) -> None:
         now = time.monotonic()
@@ -216,6 +226,8 @@ class SqliteDatabase(Database):
             await asyncio.gather(self._checkpointing, return_exceptions=True)
         if self._checkpoints:
             await asyncio.to_thread(self._checkpoint)
+        if self._conn is not None:
+            self._conn.close()
         self._inline.dispose()
         self._threaded.dispose()
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, bindparam, delete, func, insert, select
 
 from rdev.adapters.sql.db import Database
 from rdev.adapters.sql.tables import events
@@ -30,17 +30,25 @@ def _body(batch: Sequence[Event]) -> str:
     return "\n".join(f"{_NAMES[e.type]}\t{encoded(e)}" for e in batch)
 
 
+_INSERT = insert(events)
+_PAGE = (
+    select(events.c.seq_start, events.c.body)
+    .where(events.c.command_id == bindparam("b_command"), events.c.seq_end > bindparam("b_after"))
+    .order_by(events.c.seq_start)
+    .limit(_ROWS_PER_READ)
+)
+
+
 def insert_events(conn: Connection, batch: Sequence[Event]) -> None:
     if batch:
-        conn.execute(
-            insert(events).values(
-                command_id=batch[0].command_id,
-                seq_start=batch[0].seq,
-                seq_end=batch[-1].seq,
-                body=_body(batch),
-                created_at=datetime.now(UTC),
-            )
-        )
+        row = {
+            "command_id": batch[0].command_id,
+            "seq_start": batch[0].seq,
+            "seq_end": batch[-1].seq,
+            "body": _body(batch),
+            "created_at": datetime.now(UTC),
+        }
+        conn.execute(_INSERT, row)
 
 
 def _decode(command_id: str, seq_start: int, body: str, after: int, parse: bool) -> list[Event]:
@@ -57,13 +65,7 @@ def _decode(command_id: str, seq_start: int, body: str, after: int, parse: bool)
 def _read(conn: Connection, command_id: str, after: int, limit: int, parse: bool) -> list[Event]:
     out: list[Event] = []
     while len(out) < limit:
-        q = (
-            select(events.c.seq_start, events.c.body)
-            .where(events.c.command_id == command_id, events.c.seq_end > after)
-            .order_by(events.c.seq_start)
-            .limit(_ROWS_PER_READ)
-        )
-        rows = list(conn.execute(q))
+        rows = list(conn.execute(_PAGE, {"b_command": command_id, "b_after": after}))
         for row in rows:
             out += _decode(command_id, row.seq_start, row.body, after, parse)
         if len(rows) < _ROWS_PER_READ or not out:
