@@ -39,7 +39,7 @@ from bench._common import (
     verdict,
 )
 from bench._server import BASELINE_PATH
-from rdev.domain.models import Event, EventType
+from rdev.domain.models import Event
 
 TARGET = 0.6
 
@@ -92,8 +92,11 @@ class _NullLog:
 
 
 class _NullHub:
+    def __init__(self, into: list[Event]) -> None:
+        self.into = into
+
     async def publish(self, events: Sequence[Event]) -> None:
-        return None
+        self.into.extend(events)
 
 
 def _timed(label: str, lines: int, seconds: float) -> str:
@@ -102,78 +105,67 @@ def _timed(label: str, lines: int, seconds: float) -> str:
 
 async def breakdown(lines: int, size: int) -> list[str]:
     """In-process costs of the per-event steps on rdev's path, one at a time, to show where a
-    server's CPU goes: split stdout into lines, the writer (Event, seq, cap, batching), the
-    event log insert (SQLite), SSE framing, and json.dumps alone for scale."""
-    from rdev.adapters.http.sse import frame
-    from rdev.adapters.sql import db
-    from rdev.adapters.sql.events import SqlEventLog, event_rows
+    server's CPU goes: split stdout into lines, the writer (events, sequence numbers, cap,
+    batching), the event log's storage text and its SQLite insert, SSE framing, and json.dumps
+    alone for scale."""
+    from rdev.adapters.http import sse
+    from rdev.adapters.sql import events as sql_events
+    from rdev.adapters.sql.store import build_store
+    from rdev.config import Settings
     from rdev.runtime.output import LineSplitter
-    from rdev.runtime.writer import BATCH_EVENTS, EventWriter
+    from rdev.runtime.writer import MAX_BATCH, EventWriter
 
     data = (b"x" * (size - 1) + b"\n") * lines
     out: list[str] = [f"  in-process breakdown for {lines:,} events (same process, one at a time):"]
 
     t0 = time.perf_counter()
     splitter = LineSplitter()
-    split = [
-        line
-        for start in range(0, len(data), 1 << 16)
-        for line, _ in splitter.feed(data[start : start + (1 << 16)])
-    ]
+    chunks = [splitter.feed(data[i : i + (1 << 16)]) for i in range(0, len(data), 1 << 16)]
     out.append(
-        _timed("LineSplitter.feed (64 KiB chunks -> str lines)", lines, time.perf_counter() - t0)
+        _timed("LineSplitter.feed (64 KiB chunks -> lines)", lines, time.perf_counter() - t0)
     )
 
+    captured: list[Event] = []
     writer = EventWriter(
-        "cmd_bench", last_seq=0, log=_NullLog(), hub=_NullHub(),  # type: ignore[arg-type]
+        "cmd_0123456789ab0123456789ab", last_seq=0, log=_NullLog(), hub=_NullHub(captured),  # type: ignore[arg-type]
         max_output_bytes=1 << 40,
     )  # fmt: skip
-    captured: list[Event] = []
     t0 = time.perf_counter()
-    for line in split:
-        await writer.output(line, "stdout", complete=True)
-    await writer.close()
+    for chunk in chunks:
+        writer.output_lines("stdout", chunk)
+        await writer.backpressure()
+    await writer.flush()
     out.append(
-        _timed("EventWriter.output per line (null log and hub)", lines, time.perf_counter() - t0)
-    )
-    captured = [
-        Event(
-            "cmd_0123456789ab0123456789ab",
-            i + 1,
-            EventType.OUTPUT,
-            {"line": ln, "stream": "stdout"},
+        _timed(
+            "EventWriter.output_lines per chunk (null log and hub)", lines, time.perf_counter() - t0
         )
-        for i, ln in enumerate(split)
-    ]
-    batches = [captured[i : i + BATCH_EVENTS] for i in range(0, lines, BATCH_EVENTS)]
+    )
+    if len(captured) != lines:
+        raise BenchError(f"the writer published {len(captured)} events, expected {lines}")
+    batches = [captured[i : i + MAX_BATCH] for i in range(0, lines, MAX_BATCH)]
 
     t0 = time.perf_counter()
     for batch in batches:
-        event_rows(batch)
+        sql_events._body(batch)
     out.append(
-        _timed(
-            "sql.events.event_rows (json.dumps + datetime per row)", lines, time.perf_counter() - t0
-        )
+        _timed("storage text of a batch (one line per event)", lines, time.perf_counter() - t0)
     )
 
     with tempfile.TemporaryDirectory(prefix="rdev-bench-") as tmp:
-        engine = db.make_engine(f"sqlite+aiosqlite:///{tmp}/bench.db")
-        await db.migrate(engine)
-        log = SqlEventLog(engine)
+        store = build_store(Settings(database_url=f"sqlite:///{tmp}/bench.db"))
+        await store.db.migrate()
         cpu0, t0 = time.process_time(), time.perf_counter()
         for batch in batches:
-            await log.append(batch)
+            await store.events.append(batch)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         out.append(
-            _timed(
-                f"SqlEventLog.append, {BATCH_EVENTS}/txn (wall; all threads' CPU {cpu:.1f} s)",
-                lines,
-                wall,
-            )
+            _timed(f"SqlEventLog.append, {MAX_BATCH}/txn (wall; CPU {cpu:.2f} s)", lines, wall)
         )
         t0 = time.perf_counter()
         after = 0
-        while page := await log.read("cmd_0123456789ab0123456789ab", after=after, limit=1000):
+        while page := await store.events.read(
+            "cmd_0123456789ab0123456789ab", after=after, limit=1000, decode=False
+        ):
             after = page[-1].seq
         out.append(
             _timed(
@@ -182,14 +174,14 @@ async def breakdown(lines: int, size: int) -> list[str]:
                 time.perf_counter() - t0,
             )
         )
-        await engine.dispose()
+        await store.close()
 
     t0 = time.perf_counter()
     for batch in batches:
-        "".join(frame(e) for e in batch)
+        sse._render(batch)
     out.append(
         _timed(
-            "sse.frame per event, joined per batch (per reader)", lines, time.perf_counter() - t0
+            "SSE frames of a batch (rendered once for all readers)", lines, time.perf_counter() - t0
         )
     )
 

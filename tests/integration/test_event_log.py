@@ -37,6 +37,21 @@ async def test_reads_return_full_pages_across_many_small_batches(store: Store) -
     assert tail[-1].data == {"line": "l500", "stream": "stdout"}
 
 
+async def test_every_page_boundary_inside_and_across_batches(store: Store) -> None:
+    sizes = [1, 7, 40, 3, 64, 1, 25] * 6  # 846 events in 42 rows of mixed sizes
+    seq = 1
+    for n in sizes:
+        await store.events.append(_events("cmd_p", seq, n))
+        seq += n
+    total = seq - 1
+    for after in range(0, total + 1, 7):
+        for limit in (1, 2, 5, 33, 200):
+            page = await store.events.read("cmd_p", after=after, limit=limit, decode=False)
+            assert [e.seq for e in page] == list(range(after + 1, min(total, after + limit) + 1))
+    whole = await store.events.read("cmd_p", after=0, limit=1000)
+    assert [e.data["line"] for e in whole] == [f"l{s}" for s in range(1, total + 1)]
+
+
 async def test_output_text_is_rebuilt_in_order(store: Store) -> None:
     events = [
         *_events("cmd_b", 1, 3),

@@ -51,27 +51,33 @@ def insert_events(conn: Connection, batch: Sequence[Event]) -> None:
         conn.execute(_INSERT, row)
 
 
-def _decode(command_id: str, seq_start: int, body: str, after: int, parse: bool) -> list[Event]:
+def _decode(
+    command_id: str, seq_start: int, body: str, after: int, limit: int, parse: bool
+) -> list[Event]:
+    """Up to `limit` events of one row after `after`, without touching the lines before it."""
+    lines = body.split("\n")
+    skip = max(0, after + 1 - seq_start)
     out = []
-    for offset, line in enumerate(body.split("\n")):
-        seq = seq_start + offset
-        if seq > after:
-            type_, _, raw = line.partition("\t")
-            data = json.loads(raw) if parse else {}
-            out.append(Event(command_id, seq, _TYPES[type_], data, raw))
+    for seq, line in enumerate(lines[skip : skip + limit], seq_start + skip):
+        type_, _, raw = line.partition("\t")
+        out.append(Event(command_id, seq, _TYPES[type_], json.loads(raw) if parse else {}, raw))
     return out
 
 
 def _read(conn: Connection, command_id: str, after: int, limit: int, parse: bool) -> list[Event]:
     out: list[Event] = []
-    while len(out) < limit:
-        rows = list(conn.execute(_PAGE, {"b_command": command_id, "b_after": after}))
-        for row in rows:
-            out += _decode(command_id, row.seq_start, row.body, after, parse)
-        if len(rows) < _ROWS_PER_READ or not out:
-            break
+    while True:
+        result = conn.execute(_PAGE, {"b_command": command_id, "b_after": after})
+        rows = 0
+        for row in result:  # rows are fetched as they are read: stop at the limit
+            rows += 1
+            out += _decode(command_id, row.seq_start, row.body, after, limit - len(out), parse)
+            if len(out) >= limit:
+                result.close()
+                return out
+        if rows < _ROWS_PER_READ or not out:
+            return out
         after = out[-1].seq
-    return out[:limit]
 
 
 class SqlEventLog:
