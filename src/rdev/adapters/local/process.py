@@ -18,39 +18,85 @@ _READ_SIZE = 64 * 1024
 _DONE = None
 
 
+_QUEUED_CHUNKS = 32  # per execution; past it the pipes pause and the command blocks on write
+
+
+class _Pipe:
+    """One of the child's output pipes, read by the event loop into the execution's queue.
+
+    The descriptor is this object's alone: it is read from a reader callback and closed here
+    (never handed to a loop transport, which under uvloop would close it behind the back of the
+    Python file object that also owns it)."""
+
+    def __init__(self, fd: int, name: StreamName, queue: asyncio.Queue[OutputChunk | None]) -> None:
+        self._fd = fd
+        self._name = name
+        self._queue = queue
+        self._loop = asyncio.get_running_loop()
+        self._reading = False
+        self._closed = False
+        os.set_blocking(fd, False)
+        self.resume()
+
+    def resume(self) -> None:
+        if not self._reading and not self._closed:
+            self._reading = True
+            self._loop.add_reader(self._fd, self._readable)
+
+    def _pause(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd, _READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            self._queue.put_nowait(_DONE)
+            return
+        self._queue.put_nowait(OutputChunk(self._name, data))
+        if self._queue.qsize() >= _QUEUED_CHUNKS:
+            self._pause()  # the consumer resumes it
+
+    def close(self) -> None:
+        if not self._closed:
+            self._pause()
+            self._closed = True
+            os.close(self._fd)
+
+
 class LocalExecution:
-    def __init__(
-        self,
-        proc: subprocess.Popen[bytes],
-        stdout: asyncio.StreamReader,
-        stderr: asyncio.StreamReader,
-        exited: asyncio.Future[int],
-    ) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], exited: asyncio.Future[int]) -> None:
         self._proc = proc
         self._pgid = proc.pid  # start_new_session makes the child its group leader
         self._exited = exited
-        self._queue: asyncio.Queue[OutputChunk | None] = asyncio.Queue(maxsize=64)
-        self._readers = [
-            asyncio.create_task(self._pump(stdout, "stdout")),
-            asyncio.create_task(self._pump(stderr, "stderr")),
+        self._queue: asyncio.Queue[OutputChunk | None] = asyncio.Queue()
+        self._pipes = [
+            _Pipe(_take_fd(proc.stdout), "stdout", self._queue),
+            _Pipe(_take_fd(proc.stderr), "stderr", self._queue),
         ]
         self._cancelled = False
 
-    async def _pump(self, stream: asyncio.StreamReader, name: StreamName) -> None:
-        try:
-            while data := await stream.read(_READ_SIZE):
-                await self._queue.put(OutputChunk(name, data))
-        finally:
-            await self._queue.put(_DONE)
-
     async def output(self) -> AsyncIterator[OutputChunk]:
-        open_streams = len(self._readers)
-        while open_streams:
-            chunk = await self._queue.get()
-            if chunk is _DONE:
-                open_streams -= 1
-            else:
-                yield chunk
+        open_streams = len(self._pipes)
+        try:
+            while open_streams:
+                chunk = await self._queue.get()
+                if self._queue.qsize() < _QUEUED_CHUNKS:
+                    for pipe in self._pipes:
+                        pipe.resume()
+                if chunk is _DONE:
+                    open_streams -= 1
+                else:
+                    yield chunk
+        finally:
+            for pipe in self._pipes:
+                pipe.close()
 
     async def wait(self) -> ExitStatus:
         code = await asyncio.shield(self._exited)
@@ -72,6 +118,14 @@ class LocalExecution:
             os.killpg(self._pgid, sig)
 
 
+def _take_fd(pipe: IO[bytes] | None) -> int:
+    """The descriptor of one of Popen's pipe objects, which no longer owns it."""
+    assert pipe is not None
+    fd = os.dup(pipe.fileno())
+    pipe.close()
+    return fd
+
+
 async def start_process(
     argv: Sequence[str], *, cwd: str, env: Mapping[str, str], stdin: bytes | None
 ) -> LocalExecution:
@@ -79,7 +133,7 @@ async def start_process(
 
     The child is made by `subprocess.Popen`, which uses vfork: about a millisecond however large
     this process is. (uvloop's own spawn forks, which copies the page tables of the whole server
-    and blocks the event loop for 10-20 ms at ~100 MB.) The pipes are then handed to the loop, and
+    and blocks the event loop for 10-20 ms at ~100 MB.) The pipes are then read by the loop, and
     the exit is awaited on a pidfd, so no child watcher or thread is involved."""
     try:
         proc = subprocess.Popen(  # noqa: ASYNC220 (vfork: about a millisecond, see above)
@@ -97,28 +151,17 @@ async def start_process(
         raise ExecFailed(
             f"executable not permitted: {argv[0]}", details={"reason": "permission"}
         ) from e
-    loop = asyncio.get_running_loop()
-    assert proc.stdout is not None and proc.stderr is not None
-    stdout, stderr = await _reader(loop, proc.stdout), await _reader(loop, proc.stderr)
-    exited = _exit_future(loop, proc)
+    execution = LocalExecution(proc, _exit_future(asyncio.get_running_loop(), proc))
     if stdin is not None and proc.stdin is not None:
-        await _feed(loop, proc.stdin, stdin)
-    return LocalExecution(proc, stdout, stderr, exited)
+        await asyncio.to_thread(_feed, proc.stdin, stdin)
+    return execution
 
 
-async def _reader(loop: asyncio.AbstractEventLoop, pipe: IO[bytes]) -> asyncio.StreamReader:
-    reader = asyncio.StreamReader(limit=_READ_SIZE, loop=loop)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
-    return reader
-
-
-async def _feed(loop: asyncio.AbstractEventLoop, pipe: IO[bytes], data: bytes) -> None:
-    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, pipe)
-    writer = asyncio.StreamWriter(transport, protocol, None, loop)
-    writer.write(data)
-    with contextlib.suppress(ConnectionError):
-        await writer.drain()
-    writer.close()
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    """Write stdin and close it (EOF); a command that exits without reading it is not an
+    error."""
+    with contextlib.suppress(BrokenPipeError), pipe:
+        pipe.write(data)
 
 
 def _exit_future(
