@@ -233,6 +233,27 @@ async def test_failures_are_throttled_per_client_ip(proxied: Running) -> None:
     assert (await client.get("/projects", headers=b)).status_code == 401
 
 
+async def test_a_key_over_its_rate_is_429_with_retry_after(
+    settings_factory: SettingsFactory,
+) -> None:
+    async with serve(settings_factory(rate_limit_rps=1)) as running:  # 10 per 10 s window
+        raw = await running.new_key(scopes=["projects:read"])
+        client = running.client(raw)
+        statuses = [(await client.get("/projects")).status_code for _ in range(30)]
+        assert statuses[:10] == [200] * 10
+        assert 429 in statuses[10:]  # a window boundary may allow a few more first
+        throttled = await client.get("/projects/demo")
+        assert throttled.status_code == 429
+        assert int(throttled.headers["retry-after"]) >= 1
+        assert throttled.json()["error"] == {
+            "code": "RATE_LIMITED",
+            "message": "rate limit exceeded",
+            "details": {},
+        }
+        other = running.client(await running.new_key(scopes=["projects:read"]))
+        assert (await other.get("/projects")).status_code == 200
+
+
 async def test_failed_authentications_are_audited_with_reason_and_ip(proxied: Running) -> None:
     client = proxied.client()
     await client.get("/projects", headers={"X-Forwarded-For": "198.51.100.7"})

@@ -54,6 +54,21 @@ async def test_wrong_method_is_a_405_envelope(rdev: Running) -> None:
     envelope(await rdev.admin.put("/keys"), 405, "METHOD_NOT_ALLOWED")
 
 
+async def test_project_reads_answer_other_methods_like_every_route(rdev: Running) -> None:
+    """GET /projects and /projects/{id} are served by lean routes ahead of the routers; other
+    methods, HEAD and a trailing slash still get the router's answers."""
+    for path in ("/projects", "/projects/demo"):
+        for method in ("POST", "PUT", "DELETE", "HEAD"):
+            resp = await rdev.admin.request(method, path)
+            assert resp.status_code == 405, (method, path)
+            assert resp.headers["allow"] == "GET"
+            if method != "HEAD":
+                envelope(resp, 405, "METHOD_NOT_ALLOWED")
+        slash = await rdev.admin.get(path + "/")
+        assert slash.status_code == 307
+        assert slash.headers["location"].endswith(path)
+
+
 async def test_declared_oversized_body_is_refused_before_it_is_read(small: Running) -> None:
     resp = await small.admin.post("/keys", content=b"x" * 4096)
     body = envelope(resp, 413, "PAYLOAD_TOO_LARGE")
@@ -166,6 +181,24 @@ async def test_openapi_and_docs(rdev: Running) -> None:
     docs = await rdev.client().get("/docs")
     assert docs.status_code == 200
     assert "text/html" in docs.headers["content-type"]
+
+
+async def test_openapi_documents_the_key_and_its_errors(rdev: Running) -> None:
+    spec = (await rdev.client().get("/openapi.json")).json()
+    scheme = spec["components"]["securitySchemes"]["ApiKey"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-API-Key")
+    assert "Authorization: Bearer" in scheme["description"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if path in ("/health", "/ready"):
+                assert "security" not in operation, (method, path)
+                continue
+            assert operation["security"] == [{"ApiKey": []}], (method, path)
+            for status in ("401", "403", "429"):
+                content = operation["responses"][status]["content"]
+                assert list(content) == ["application/json"], (method, path)
+                assert content["application/json"]["schema"]["required"] == ["error", "meta"]
+            assert "Retry-After" in operation["responses"]["429"]["headers"]
 
 
 async def test_no_error_body_carries_a_traceback(rdev: Running) -> None:

@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from rdev.adapters.http import errors
+from rdev.adapters.http.deps import KEY_ERRORS
 from rdev.adapters.http.middleware import EdgeMiddleware
 from rdev.adapters.http.routes import (
     audit,
@@ -39,9 +40,11 @@ def create_app(
     )
     app.state.services = services
     errors.install(app)
-    app.router.routes.extend(streams.lean_routes)  # matched before the documented twins
-    for module in (health, keys, projects, commands, streams, claude_config, audit):
-        app.include_router(module.router)
+    # matched before the documented twins in the routers
+    app.router.routes.extend([*projects.lean_routes, *streams.lean_routes])
+    app.include_router(health.router)
+    for module in (keys, projects, commands, streams, claude_config, audit):
+        app.include_router(module.router, responses=KEY_ERRORS)  # all behind KeyAuth
     app.add_middleware(
         EdgeMiddleware, max_body_bytes=max_body_bytes, trusted_proxies=trusted_proxies
     )

@@ -1,15 +1,24 @@
 """Dependencies for routes: the services, the caller's key (authenticated, throttled, scoped),
-and the audit actor. `Annotated` aliases keep route signatures short."""
+and the audit actor. `Annotated` aliases keep route signatures short.
+
+Hot authenticated reads skip FastAPI's per-request routing and dependency solving, which cost
+more than everything else such a request does: `lean_get` serves them from a plain Starlette
+route that authenticates with the same `caller_for`, and their FastAPI declarations stay for
+OpenAPI (see `routes/projects.py`)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from starlette.responses import JSONResponse
+from fastapi.openapi.models import APIKey, APIKeyIn
+from fastapi.security.base import SecurityBase
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
+from rdev.adapters.http.schemas import ERROR_CONTENT
 from rdev.adapters.http.state import HttpServices
 from rdev.domain.errors import RateLimited
 from rdev.domain.models import ApiKey, Scope
@@ -69,23 +78,71 @@ async def caller_for(request: Request, svc: HttpServices, scope: Scope) -> Calle
     return Caller(key=key, actor=actor_of(request, key))
 
 
-def require(scope: Scope) -> Callable[[Request, HttpServices], Awaitable[Caller]]:
-    async def dependency(request: Request, svc: Services) -> Caller:
-        return await caller_for(request, svc, scope)
+class KeyAuth(SecurityBase):
+    """The dependency that authenticates, throttles and authorizes a route for `scope`. Being
+    a FastAPI security scheme, it also documents in OpenAPI how a key is presented."""
 
-    return dependency
+    scheme_name = "ApiKey"
+    model = APIKey(
+        **{"in": APIKeyIn.header},
+        name="X-API-Key",
+        description=(
+            "An rdev API key (`rdev_sk_…`), sent as `X-API-Key: <key>` or "
+            "`Authorization: Bearer <key>`."
+        ),
+    )
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    async def __call__(self, request: Request, svc: Services) -> Caller:
+        return await caller_for(request, svc, self.scope)
 
 
-ProjectsRead = Annotated[Caller, Depends(require(Scope.PROJECTS_READ))]
-KeysAdmin = Annotated[Caller, Depends(require(Scope.KEYS_ADMIN))]
-AuditRead = Annotated[Caller, Depends(require(Scope.AUDIT_READ))]
-CommandsRead = Annotated[Caller, Depends(require(Scope.COMMANDS_READ))]
-CommandsCancel = Annotated[Caller, Depends(require(Scope.COMMANDS_CANCEL))]
-ClaudeRun = Annotated[Caller, Depends(require(Scope.COMMANDS_CLAUDE))]
-ShellRun = Annotated[Caller, Depends(require(Scope.COMMANDS_SHELL))]
-GitRun = Annotated[Caller, Depends(require(Scope.COMMANDS_GIT))]
-ConfigRead = Annotated[Caller, Depends(require(Scope.CONFIG_READ))]
-ConfigWrite = Annotated[Caller, Depends(require(Scope.CONFIG_WRITE))]
+# The errors any route behind `KeyAuth` may answer, for OpenAPI (`app.include_router`).
+KEY_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key.", "content": ERROR_CONTENT},
+    403: {
+        "description": "The key lacks the scope, or the client IP is not allowed for the key.",
+        "content": ERROR_CONTENT,
+    },
+    429: {
+        "description": "Too many requests for this key, or failed attempts from this IP.",
+        "content": ERROR_CONTENT,
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        },
+    },
+}
+
+ProjectsRead = Annotated[Caller, Depends(KeyAuth(Scope.PROJECTS_READ))]
+KeysAdmin = Annotated[Caller, Depends(KeyAuth(Scope.KEYS_ADMIN))]
+AuditRead = Annotated[Caller, Depends(KeyAuth(Scope.AUDIT_READ))]
+CommandsRead = Annotated[Caller, Depends(KeyAuth(Scope.COMMANDS_READ))]
+CommandsCancel = Annotated[Caller, Depends(KeyAuth(Scope.COMMANDS_CANCEL))]
+ClaudeRun = Annotated[Caller, Depends(KeyAuth(Scope.COMMANDS_CLAUDE))]
+ShellRun = Annotated[Caller, Depends(KeyAuth(Scope.COMMANDS_SHELL))]
+GitRun = Annotated[Caller, Depends(KeyAuth(Scope.COMMANDS_GIT))]
+ConfigRead = Annotated[Caller, Depends(KeyAuth(Scope.CONFIG_READ))]
+ConfigWrite = Annotated[Caller, Depends(KeyAuth(Scope.CONFIG_WRITE))]
+
+
+LeanHandler = Callable[[Request, Caller, HttpServices], Awaitable[Response]]
+
+
+def lean_get(path: str, scope: Scope, handler: LeanHandler) -> Route:
+    """`GET path` as a plain Starlette route: `handler` runs once `caller_for` has
+    authenticated, throttled and authorized the request for `scope`. Errors take the same
+    exception handlers as FastAPI routes. Mount it ahead of the routers, which keep the
+    documented twin (it must share `handler`)."""
+
+    async def endpoint(request: Request) -> Response:
+        svc: HttpServices = request.app.state.services
+        return await handler(request, await caller_for(request, svc, scope), svc)
+
+    route = Route(path, endpoint, methods=["GET"])
+    route.methods = {"GET"}  # no implicit HEAD: the FastAPI twin answers HEAD with 405
+    return route
 
 
 def ok(

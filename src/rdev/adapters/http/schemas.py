@@ -21,6 +21,35 @@ class KeyCreate(BaseModel):
     expires_at: AwareDatetime | None = None
 
 
+# Every error's body as `errors.envelope` builds it, for OpenAPI. Inline rather than a model:
+# FastAPI files a response model under the route's media type, and SSE routes answer errors
+# in JSON too.
+ERROR_CONTENT: dict[str, Any] = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["error", "meta"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message", "details"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "details": {"type": "object"},
+                    },
+                },
+                "meta": {
+                    "type": "object",
+                    "required": ["request_id"],
+                    "properties": {"request_id": {"type": "string"}},
+                },
+            },
+        }
+    }
+}
+
+
 def key_view(key: ApiKey) -> dict[str, Any]:
     return {
         "id": key.id,
