@@ -4,16 +4,26 @@ slow consumers, fan-out and heartbeats."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from rdev.config import Settings
 from tests.e2e.conftest import Launch
-from tests.support import Running, make_project, output_text, read_sse, serve, wait_status
+from tests.support import (
+    Running,
+    eventually,
+    make_project,
+    output_text,
+    read_sse,
+    serve,
+    wait_status,
+)
 
 
 @pytest.fixture
@@ -137,9 +147,29 @@ async def test_slow_consumer_is_cut_off_and_resumes_from_the_log_without_loss(
         await _check_slow_consumer(rdev, lines=100_000)
 
 
+async def _read_resuming(client: httpx.AsyncClient, path: str) -> tuple[list[Any], int]:
+    """Read a stream to `complete` as a client should: after SLOW_CONSUMER, reconnect with the
+    last id seen. Returns the events and how many times it reconnected."""
+    events: list[Any] = []
+    reconnects = 0
+    headers: dict[str, str] = {}
+    while True:
+        part = await read_sse(client, path, headers=headers)
+        events += [e for e in part if e.event not in ("connected", "error")]
+        if part[-1].event == "complete":
+            return events, reconnects
+        assert part[-1].event == "error" and part[-1].data["code"] == "SLOW_CONSUMER", part[-1]
+        headers = {"Last-Event-ID": next(e.id for e in reversed(part) if e.id)}
+        reconnects += 1
+
+
 async def _check_slow_consumer(fast: Running, *, lines: int) -> None:
+    """One reader stops reading while the command writes far more than its buffer holds: it is
+    cut off with SLOW_CONSUMER and resumes from the log without loss. Another reader, reading
+    all along, gets every line once and in order whatever happens to the first. (Whether it
+    is ever cut off itself depends on how this in-process client keeps up with `seq`.)"""
     cid = await _shell(fast, f"sleep 0.5; seq 1 {lines}")
-    fast_reader = asyncio.create_task(read_sse(fast.admin, f"/commands/{cid}/events"))
+    other = asyncio.create_task(_read_resuming(fast.admin, f"/commands/{cid}/events"))
     received: list[Any] = []
     slow = fast.client(fast.admin_key, timeout=60)
     async with slow.stream("GET", f"/commands/{cid}/events") as resp:
@@ -160,9 +190,10 @@ async def _check_slow_consumer(fast: Running, *, lines: int) -> None:
     got = [json.loads(r["data"])["line"] for r in received if r.get("event") == "output"]
     got += [e.data["line"] for e in tail if e.event == "output"]
     assert got == [str(i) for i in range(1, lines + 1)]
-    others = await fast_reader
+    others, _ = await other
     assert [e.data["line"] for e in others if e.event == "output"] == got
-    assert not any(e.event == "error" for e in others)
+    seqs = [int(e.id.rsplit(":", 1)[1]) for e in others if e.id and e.event != "complete"]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # every event once, in order
 
 
 @pytest.mark.slow
@@ -176,3 +207,27 @@ async def test_stream_survives_a_minute_of_silence(
         events = await read_sse(rdev.admin, f"/commands/{cid}/events")
         assert sum(e.event == "heartbeat" for e in events) >= 3
         assert [e.data["line"] for e in events if e.event == "output"] == ["still here"]
+
+
+@pytest.mark.parametrize("script", ["sleep 30", "while true; do echo tick; sleep 0.01; done"])
+async def test_a_client_that_goes_away_frees_its_stream_by_the_next_heartbeat(
+    fast: Running, script: str
+) -> None:
+    cid = await _shell(fast, script)
+    opened = asyncio.Event()
+    reader = asyncio.create_task(
+        read_sse(fast.admin, f"/commands/{cid}/events", until="never", opened=opened)
+    )
+    await asyncio.wait_for(opened.wait(), 10)
+    await eventually(lambda: fast.app.hub.readers(cid) == 1)
+    reader.cancel()  # closes the connection
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
+    await eventually(lambda: fast.app.hub.readers(cid) == 0, timeout=5)  # heartbeat: 0.2 s
+    await fast.admin.post(f"/commands/{cid}/cancel")
+
+
+async def test_openapi_documents_both_streams_as_event_streams(fast: Running) -> None:
+    paths = (await fast.admin.get("/openapi.json")).json()["paths"]
+    for path in ("/commands/{command_id}/events", "/projects/{project_id}/events"):
+        assert list(paths[path]["get"]["responses"]["200"]["content"]) == ["text/event-stream"]

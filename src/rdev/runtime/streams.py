@@ -9,10 +9,11 @@ is catching up from the log it buffers nothing at all: it is only told to read a
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Sequence
+import math
+from collections import defaultdict
+from collections.abc import Sequence
 
-from rdev.domain.models import Event, EventType
+from rdev.domain.models import Event
 from rdev.ports import Bus, EventLog
 
 EVENTS_TOPIC = "events"
@@ -27,9 +28,46 @@ class HubClosed(Exception):
     """The replica is shutting down; readers should reconnect (to another replica)."""
 
 
+class Alarms:
+    """Resolves waiting futures when their time is up, rounded up to the next RESOLUTION tick:
+    one loop timer per tick that has waiters rather than one per waiter, so ten thousand idle
+    streams share a few hundred timers."""
+
+    RESOLUTION = 0.05
+
+    def __init__(self) -> None:
+        self._ticks: dict[int, set[asyncio.Future[None]]] = {}
+
+    def add(self, waiter: asyncio.Future[None], seconds: float) -> int:
+        """Resolve `waiter` (with None) in `seconds` (to RESOLUTION later); returns its tick."""
+        loop = asyncio.get_running_loop()
+        tick = math.ceil((loop.time() + seconds) / self.RESOLUTION)
+        waiters = self._ticks.get(tick)
+        if waiters is None:
+            waiters = self._ticks[tick] = set()
+            loop.call_at(tick * self.RESOLUTION, self._ring, tick)
+        waiters.add(waiter)
+        return tick
+
+    def discard(self, tick: int, waiter: asyncio.Future[None]) -> None:
+        waiters = self._ticks.get(tick)
+        if waiters is not None:
+            waiters.discard(waiter)
+
+    def _ring(self, tick: int) -> None:
+        for waiter in self._ticks.pop(tick, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+
 class Subscription:
+    """One reader's place in one command's events. Ten thousand idle readers are ten thousand of
+    these, so it stays small: a list for the buffer and no asyncio.Event (a deque each); the
+    reader's future exists only while it waits."""
+
     __slots__ = (
         "_hub",
+        "_waiter",
         "buffer",
         "catching_up",
         "command_id",
@@ -37,35 +75,39 @@ class Subscription:
         "last",
         "limit",
         "overflowed",
-        "wake",
     )
 
     def __init__(self, hub: StreamHub, command_id: str, after: int, limit: int) -> None:
         self._hub = hub
+        self._waiter: asyncio.Future[None] | None = None
         self.command_id = command_id
         self.last = after
         self.limit = limit
-        self.buffer: deque[Event] = deque()
+        self.buffer: list[Event] = []
         self.catching_up = True
         self.dirty = False
         self.overflowed = False
-        self.wake = asyncio.Event()
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def offer(self, events: Sequence[Event]) -> None:
         if self.catching_up:
             self.dirty = True
-        elif self.buffer and len(self.buffer) + len(events) > self.limit:
-            # The reader has not taken the previous batch and this one would pass the bound:
-            # it is the reader that is slow, not the batch that is large.
+        elif len(self.buffer) >= self.limit:
+            # A full buffer the reader has not taken: it is the reader that is slow, not the
+            # batch that is large (so the bound is `limit` events plus one batch).
             self.overflowed = True
             self.buffer.clear()
         else:
             self.buffer.extend(events)
-        self.wake.set()
+        self.wake()
 
     def poke(self) -> None:
         self.dirty = True
-        self.wake.set()
+        self.wake()
 
     async def _read_log(self) -> list[Event]:
         events = await self._hub.log.read(
@@ -93,13 +135,14 @@ class Subscription:
                 self.buffer.clear()  # anything here is already in the log we just read
             return events
         if not self.buffer:
-            self.wake.clear()
-            # a timer rather than wait_for: no extra task per idle stream and wait
-            timer = asyncio.get_running_loop().call_later(wait_seconds, self.wake.set)
+            self._waiter = waiter = asyncio.get_running_loop().create_future()
+            # an alarm rather than wait_for or a timer each: no extra task or timer per idle stream
+            tick = self._hub.alarms.add(waiter, wait_seconds)
             try:
-                await self.wake.wait()
+                await waiter
             finally:
-                timer.cancel()
+                self._hub.alarms.discard(tick, waiter)
+                self._waiter = None
             quiet = not (self.buffer or self.dirty or self.overflowed or self._hub.closing)
             return None if quiet else []
         out = [e for e in self.buffer if e.seq > self.last]
@@ -123,8 +166,13 @@ class StreamHub:
         self._buffer_events = buffer_events
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._heads: dict[str, int] = {}
+        self.alarms = Alarms()
         self.closing = False
         bus.subscribe(EVENTS_TOPIC, self._on_remote)
+
+    def readers(self, command_id: str) -> int:
+        """How many streams here follow a command."""
+        return len(self._subs.get(command_id, ()))
 
     def head(self, command_id: str) -> int:
         """The last sequence number published here for a command that has readers (0: none)."""
@@ -146,29 +194,12 @@ class StreamHub:
         self.closing = True
         for subs in self._subs.values():
             for sub in subs:
-                sub.wake.set()
+                sub.wake()
 
     def subscribe(self, command_id: str, *, after: int) -> Subscription:
         sub = Subscription(self, command_id, after, self._buffer_events)
         self._subs[command_id].add(sub)
         return sub
-
-    async def follow(
-        self, command_id: str, *, after: int, heartbeat: float
-    ) -> AsyncIterator[list[Event] | None]:
-        """Batches of events until `complete`; None when `heartbeat` seconds pass in silence."""
-        sub = self.subscribe(command_id, after=after)
-        try:
-            while True:
-                batch = await sub.next_batch(heartbeat)
-                if batch is None:
-                    yield None
-                elif batch:
-                    yield batch
-                    if batch[-1].type is EventType.COMPLETE:
-                        return
-        finally:
-            sub.close()
 
     def _remove(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.command_id)

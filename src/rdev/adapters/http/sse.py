@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from rdev.domain.errors import InvalidEventId
 from rdev.domain.models import Event, EventType
+from rdev.runtime.streams import HubClosed, SlowConsumer, StreamHub
 
 FINAL = "final"
 _NAMES = {t: t.value for t in EventType}  # .value on an enum member is slow in hot loops
@@ -55,11 +55,6 @@ def parse_last_event_id(value: str | None, command_id: str) -> int | None:
     return int(n)
 
 
-async def encode(batches: AsyncIterator[list[Event] | None]) -> AsyncIterator[str]:
-    async for batch in batches:
-        yield heartbeat() if batch is None else frames(batch)
-
-
 _RENDERED: OrderedDict[tuple[str, int, int], str] = OrderedDict()
 _RENDERED_MAX = 256
 
@@ -89,42 +84,97 @@ def _render(batch: list[Event]) -> str:
     return "".join(parts)
 
 
+HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+    "Connection": "keep-alive",
+    "Content-Type": "text/event-stream; charset=utf-8",
+}
+_RAW_HEADERS = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
+SLOW_CONSUMER = bare(EventType.ERROR, {
+    "code": "SLOW_CONSUMER",
+    "message": "the client fell behind; reconnect with Last-Event-ID to resume",
+})  # fmt: skip
+SHUTTING_DOWN = "retry: 1000\n" + bare(EventType.ERROR, {
+    "code": "SHUTTING_DOWN",
+    "message": "this replica is shutting down; reconnect with Last-Event-ID to resume",
+})  # fmt: skip
+
+
 class SseResponse(Response):
-    """A lean event stream: one task watches for the client going away (no task group, no
-    per-chunk tasks), so ten thousand idle streams stay cheap. A disconnect is noticed at the
-    next chunk, which a heartbeat guarantees within RDEV_SSE_HEARTBEAT_SECONDS."""
+    """A command's event stream as one coroutine: the greeting, then the hub's batches as they
+    come, a heartbeat after each quiet `heartbeat` seconds, until `complete` (or SLOW_CONSUMER,
+    or SHUTTING_DOWN). Ten thousand idle streams are ten thousand of these suspended, so there
+    is no generator chain, no second task and nothing per stream that a wait does not need.
+
+    uvicorn drops writes to a client that has gone, so the stream asks whether it has (without
+    waiting) before each heartbeat and, while events flow, once per heartbeat period: a
+    disconnect ends the stream and frees its subscription by the next heartbeat."""
 
     media_type = "text/event-stream"
 
     def __init__(
-        self, chunks: AsyncIterator[str], headers: dict[str, str], status_code: int = 200
-    ) -> None:
-        self._chunks = chunks
+        self, greeting: str, *, hub: StreamHub, command_id: str, after: int | None,
+        heartbeat: float, status_code: int = 200,
+    ) -> None:  # fmt: skip
+        """`after`: the sequence number to resume after; None sends the greeting alone.
+        (`status_code` with its default is what FastAPI reads to document the response.)"""
         self.status_code = status_code
         self.background = None
-        self.init_headers(headers)
+        self.raw_headers = list(_RAW_HEADERS)
+        self._greeting = greeting
+        self._hub = hub
+        self._command_id = command_id
+        self._after = after
+        self._heartbeat = heartbeat
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = {"type": "http.response.start", "status": self.status_code}
-        await send({**start, "headers": self.raw_headers})
-        gone = asyncio.ensure_future(_disconnected(receive))
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        await _write(send, self._greeting, more=self._after is not None)
+        if self._after is None:
+            return  # the client already has `complete`: the greeting is all
+        self._greeting = ""  # sent; not held for the life of the stream
+        loop = asyncio.get_running_loop()
+        probe_at = loop.time() + self._heartbeat
+        sub = self._hub.subscribe(self._command_id, after=self._after)
         try:
-            async for chunk in self._chunks:
-                if gone.done():
+            while True:
+                try:
+                    batch = await sub.next_batch(self._heartbeat)
+                except (SlowConsumer, HubClosed) as e:
+                    last = SHUTTING_DOWN if isinstance(e, HubClosed) else SLOW_CONSUMER
+                    await _write(send, last, more=False)
                     return
-                await send(
-                    {"type": "http.response.body", "body": chunk.encode(), "more_body": True}
-                )
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if batch == []:
+                    continue
+                if batch is None or loop.time() >= probe_at:
+                    if await _gone(receive):
+                        return  # nothing more to send
+                    probe_at = loop.time() + self._heartbeat
+                done = batch is not None and batch[-1].type is EventType.COMPLETE
+                await _write(send, heartbeat() if batch is None else frames(batch), more=not done)
+                if done:
+                    return
+                batch = None  # hold no delivered batch through the next wait
         except OSError:
-            return  # the client went away mid-send
+            return  # a server that reports a send to a client that has gone (uvicorn drops it)
         finally:
-            gone.cancel()
-            aclose = getattr(self._chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            sub.close()
 
 
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+async def _write(send: Send, text: str, *, more: bool = True) -> None:
+    await send({"type": "http.response.body", "body": text.encode(), "more_body": more})
+
+
+async def _gone(receive: Receive) -> bool:
+    """Whether the client has disconnected, without waiting: once it has, receive() answers at
+    once; until then it waits, and the zero timeout ends that wait."""
+    try:
+        async with asyncio.timeout(0):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+    except TimeoutError:
+        return False
+    return True

@@ -3,56 +3,29 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from rdev.adapters.http import sse
 from rdev.adapters.http.deps import CommandsRead, Services, caller_for
 from rdev.adapters.http.state import HttpServices
 from rdev.domain.errors import InvalidInput, NotFound
 from rdev.domain.models import Command, EventType, Scope
-from rdev.runtime.streams import HubClosed, SlowConsumer
 
 router = APIRouter(tags=["streams"])
 LastEventIdHeader = Annotated[str | None, Header(alias="Last-Event-ID", max_length=200)]
 LastEventIdQuery = Annotated[str | None, Query(max_length=200)]
 
-HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
-
-
-async def _events(svc: HttpServices, cmd: Command, after: int | None) -> AsyncIterator[str]:
-    yield f"retry: {sse.RETRY_MS}\n" + sse.bare(
-        EventType.CONNECTED,
-        {"project": cmd.project_id, "stream_id": cmd.id, "status": cmd.status.value},
-    )
-    if after is None:
-        return
-    batches = svc.streams.follow(cmd.id, after=after, heartbeat=svc.heartbeat_seconds)
-    try:
-        async for chunk in sse.encode(batches):
-            yield chunk
-    except SlowConsumer:
-        yield sse.bare(EventType.ERROR, {
-            "code": "SLOW_CONSUMER",
-            "message": "the client fell behind; reconnect with Last-Event-ID to resume",
-        })  # fmt: skip
-    except HubClosed:
-        yield "retry: 1000\n" + sse.bare(EventType.ERROR, {
-            "code": "SHUTTING_DOWN",
-            "message": "this replica is shutting down; reconnect with Last-Event-ID to resume",
-        })  # fmt: skip
-    except asyncio.CancelledError:
-        raise
-
-
-# The streams are served by plain Starlette routes (`lean_routes`): an idle stream then holds
-# no FastAPI request machinery, which is most of what ten thousand open streams cost. The
-# FastAPI declarations below document the same endpoints in OpenAPI and share the code.
+# The streams are served by plain Starlette routes (`lean_routes`) whose endpoints are bare ASGI
+# apps: an idle stream then holds no FastAPI request machinery and no request/response wrapper
+# frames, which is most of what ten thousand open streams cost. Errors raised before the stream
+# starts still reach the error table (through the app's ExceptionMiddleware). The FastAPI
+# declarations below document the same endpoints in OpenAPI and share the code.
 
 
 async def _command_stream(request: Request, svc: HttpServices, command_id: str) -> sse.SseResponse:
@@ -76,23 +49,40 @@ async def _project_stream(
 def _respond(svc: HttpServices, cmd: Command, request: Request) -> sse.SseResponse:
     given = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     after = sse.parse_last_event_id(given[:200] if given else None, cmd.id)
-    return sse.SseResponse(_events(svc, cmd, after), headers=HEADERS)
+    greeting = f"retry: {sse.RETRY_MS}\n" + sse.bare(
+        EventType.CONNECTED,
+        {"project": cmd.project_id, "stream_id": cmd.id, "status": cmd.status.value},
+    )
+    return sse.SseResponse(
+        greeting, hub=svc.streams, command_id=cmd.id, after=after, heartbeat=svc.heartbeat_seconds
+    )
 
 
-async def _lean_command_events(request: Request) -> Response:
+async def _open_command_stream(request: Request) -> sse.SseResponse:
     svc: HttpServices = request.app.state.services
     return await _command_stream(request, svc, request.path_params["command_id"])
 
 
-async def _lean_project_events(request: Request) -> Response:
+async def _open_project_stream(request: Request) -> sse.SseResponse:
     svc: HttpServices = request.app.state.services
     stream_id = request.query_params.get("stream_id")
     return await _project_stream(request, svc, request.path_params["project_id"], stream_id)
 
 
+class _Lean:
+    """A stream endpoint as a bare ASGI app; its request lives only while the stream opens."""
+
+    def __init__(self, open_stream: Callable[[Request], Awaitable[sse.SseResponse]]) -> None:
+        self._open = open_stream
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        response = await self._open(Request(scope, receive))
+        await response(scope, receive, send)
+
+
 lean_routes = [
-    Route("/commands/{command_id}/events", _lean_command_events, methods=["GET"]),
-    Route("/projects/{project_id}/events", _lean_project_events, methods=["GET"]),
+    Route("/commands/{command_id}/events", _Lean(_open_command_stream), methods=["GET"]),
+    Route("/projects/{project_id}/events", _Lean(_open_project_stream), methods=["GET"]),
 ]
 
 
