@@ -178,8 +178,8 @@ class Server:
 
     def thread_cpu(self) -> tuple[float, float]:
         """CPU seconds of the server's main thread (the event loop) and of the rest of the
-        process (aiosqlite connections, asyncio.to_thread and anyio workers, including threads
-        that have exited)."""
+        process (SQLite fallback and checkpoint threads, asyncio.to_thread and anyio workers,
+        including threads that have exited)."""
         ticks = os.sysconf("SC_CLK_TCK")
         fields = Path(f"/proc/{self.pid}/task/{self.pid}/stat").read_text()
         parts = fields.rsplit(") ", 1)[1].split()
