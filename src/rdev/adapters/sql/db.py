@@ -110,8 +110,12 @@ class PostgresDatabase(Database):
         await self.engine.dispose()
 
 
+def _in_memory(path: str) -> bool:
+    return path in ("", ":memory:")
+
+
 def _sqlite_engine(path: str, *, busy_timeout_ms: int, inline: bool) -> Engine:
-    memory = path in ("", ":memory:")
+    memory = _in_memory(path)
     engine = create_engine(
         f"sqlite:///{path}",
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
@@ -159,12 +163,12 @@ class SqliteDatabase(Database):
     is_sqlite = True
 
     def __init__(self, path: str) -> None:
-        if path and path != ":memory:":
+        # an in-memory database exists only on its one connection: no worker threads then
+        memory = _in_memory(path)
+        if not memory:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._inline = _sqlite_engine(path, busy_timeout_ms=0, inline=True)
         self._conn: Connection | None = None  # the inline connection, kept open
-        # an in-memory database exists only on its one connection: no worker threads then
-        memory = path in ("", ":memory:")
         self._threaded = (
             self._inline
             if memory
