@@ -162,6 +162,36 @@ async def read_sse(
     return out
 
 
+TRANSIENT_ERRORS = frozenset({"SLOW_CONSUMER", "SHUTTING_DOWN"})
+
+
+async def read_to_end(
+    client: httpx.AsyncClient, path: str, *, max_resumes: int = 50
+) -> list[SseEvent]:
+    """Read a command's stream to `complete` as a well-behaved client does: after a transient
+    error (`SLOW_CONSUMER`, `SHUTTING_DOWN`) reconnect with the last event id seen. Returns
+    the persisted events and the first `connected`, without the transient errors."""
+    out: list[SseEvent] = []
+    headers: dict[str, str] = {}
+    for _ in range(max_resumes):
+        events = await read_sse(client, path, headers=headers)
+        for event in events:
+            if (
+                event.event == "error"
+                and event.id is None
+                and event.data.get("code") in TRANSIENT_ERRORS
+            ):
+                continue
+            if event.event == "connected" and out:
+                continue
+            out.append(event)
+        if out and out[-1].event == "complete":
+            return out
+        last = next((e.id for e in reversed(out) if e.id), None)
+        headers = {"Last-Event-ID": last} if last else {}
+    raise AssertionError(f"{path} did not complete after {max_resumes} resumes")
+
+
 def processes_under(folder: Path) -> list[int]:
     """PIDs of live processes whose working directory is inside `folder` (Linux /proc)."""
     root = str(folder.resolve())

@@ -21,6 +21,7 @@ from tests.support import (
     make_project,
     output_text,
     read_sse,
+    read_to_end,
     serve,
     wait_status,
 )
@@ -80,7 +81,7 @@ async def test_framing_survives_long_lines_invalid_utf8_cr_nul_and_ansi(fast: Ru
         "printf '\\033[1;31mred\\033[0m\\n'; printf 'caf\\303\\251\\n'"
     )
     cid = await _shell(fast, script)
-    events = await read_sse(fast.admin, f"/commands/{cid}/events")
+    events = await read_to_end(fast.admin, f"/commands/{cid}/events")
     outputs = [e.data for e in events if e.event == "output"]
     long_parts = outputs[:4]
     assert [len(p["line"]) for p in long_parts] == [65536, 65536, 65536, 200000 - 3 * 65536]
@@ -99,7 +100,7 @@ async def test_framing_survives_long_lines_invalid_utf8_cr_nul_and_ansi(fast: Ru
 async def test_joined_lines_hash_equals_the_real_output(fast: Running) -> None:
     script = 'for i in $(seq 1 3000); do echo "$i \u00e9\u6f22\u5b57 \U0001f600 tab\there"; done; printf tail'
     cid = await _shell(fast, script)
-    events = await read_sse(fast.admin, f"/commands/{cid}/events")
+    events = await read_to_end(fast.admin, f"/commands/{cid}/events")
     expected = (
         "".join(f"{i} \u00e9\u6f22\u5b57 \U0001f600 tab\there\n" for i in range(1, 3001)) + "tail"
     )
@@ -111,7 +112,7 @@ async def test_output_cap_emits_one_truncated_event_and_the_command_runs_on(fast
     cid = await _shell(
         fast, "head -c 5000000 /dev/zero | tr '\\0' 'x' | fold -w 99; echo finished >&2; exit 0"
     )
-    events = await read_sse(fast.admin, f"/commands/{cid}/events")
+    events = await read_to_end(fast.admin, f"/commands/{cid}/events")
     truncated = [e for e in events if e.event == "truncated"]
     assert len(truncated) == 1 and truncated[0].data == {"limit_bytes": 256 * 1024}
     stored = sum(len(e.data["line"]) + 1 for e in events if e.event == "output")
@@ -124,7 +125,7 @@ async def test_output_cap_emits_one_truncated_event_and_the_command_runs_on(fast
 async def test_many_readers_each_receive_every_event(fast: Running) -> None:
     cid = await _shell(fast, "sleep 0.3; for i in $(seq 1 500); do echo $i; done")
     results = await asyncio.gather(
-        *(read_sse(fast.admin, f"/commands/{cid}/events") for _ in range(8))
+        *(read_to_end(fast.admin, f"/commands/{cid}/events") for _ in range(8))
     )
     for events in results:
         assert [e.data["line"] for e in events if e.event == "output"] == [
@@ -134,7 +135,7 @@ async def test_many_readers_each_receive_every_event(fast: Running) -> None:
 
 async def test_heartbeats_keep_a_silent_stream_alive(fast: Running) -> None:
     cid = await _shell(fast, "sleep 1.5; echo awake")
-    events = await read_sse(fast.admin, f"/commands/{cid}/events")
+    events = await read_to_end(fast.admin, f"/commands/{cid}/events")
     assert sum(e.event == "heartbeat" for e in events) >= 3
     assert [e.data["line"] for e in events if e.event == "output"] == ["awake"]
     assert "timestamp" in next(e for e in events if e.event == "heartbeat").data
