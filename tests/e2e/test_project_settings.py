@@ -19,7 +19,7 @@ from tests.e2e.conftest import Launch, Raw
 from tests.integration.kubernetes_support import FAST
 from tests.kube.fixtures import kube_api, kubeconfig  # noqa: F401  (fixtures)
 from tests.kube.server import FakeKubeApi
-from tests.support import Running, eventually, serve, wait_status
+from tests.support import Running, eventually, read_sse, serve, wait_status
 
 LABELS = {"rdev.orchard9.ai/project": "true"}
 
@@ -117,6 +117,27 @@ async def test_fixing_the_settings_makes_the_project_usable_again(launch: Launch
         rdev.put_settings("web", {"allowed_commands": ["shell", "docker"]})
         await eventually(lambda: _status_is(admin, "web", "failed"))
         await assert_unavailable(admin, "web", "docker")
+
+
+async def test_a_queued_command_does_not_run_once_its_project_has_failed(launch: Launch) -> None:
+    async with launch({"web": {"max_concurrent_commands": 1}}) as rdev:
+        admin = rdev.admin
+        resp = await admin.post("/projects/web/shell", json={"argv": ["sleep", "30"]})
+        blocker = resp.json()["data"]["command_id"]
+        await wait_status(admin, blocker, "running")
+        resp = await admin.post("/projects/web/shell", json={"argv": ["touch", "ran"]})
+        queued = resp.json()["data"]
+        assert queued["status"] == "queued", queued
+
+        rdev.put_settings("web", {"max_concurrent_commands": 1, "allow_raw_shell": "yes"})
+        await eventually(lambda: _status_is(admin, "web", "failed"))
+        await admin.post(f"/commands/{blocker}/cancel")
+
+        done = await wait_status(admin, queued["command_id"], "failed")
+        assert "is failed" in done["error"] and "allow_raw_shell" in done["error"], done
+        events = await read_sse(admin, f"/commands/{queued['command_id']}/events")
+        assert [e.data["code"] for e in events if e.event == "error"] == ["PROJECT_UNAVAILABLE"]
+        assert not (rdev.workspace("web") / "ran").exists()
 
 
 async def _status_is(client: httpx.AsyncClient, project: str, status: str) -> bool:
