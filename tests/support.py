@@ -59,6 +59,12 @@ class Running:
     admin_key: str
     clients: list[httpx.AsyncClient] = field(default_factory=list)
     workspaces: dict[str, Path] = field(default_factory=dict)
+    # Rewrites one project's settings while rdev runs (project.toml, or the ConfigMap entry).
+    settings_writer: Callable[[str, Any], None] | None = None
+
+    def put_settings(self, project: str, config: Any) -> None:
+        assert self.settings_writer is not None, "launched without a settings writer"
+        self.settings_writer(project, config)
 
     def workspace(self, project: str) -> Path:
         """Where a project's files and processes live, on either backend."""
@@ -110,10 +116,12 @@ async def serve(
         await task
 
 
-def make_project(root: Path, name: str, config: str = "") -> Path:
+def make_project(root: Path, name: str, config: str | bytes = "") -> Path:
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
-    if config:
+    if isinstance(config, bytes):
+        (folder / "project.toml").write_bytes(config)
+    elif config:
         (folder / "project.toml").write_text(config)
     return folder
 

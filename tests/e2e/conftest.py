@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,25 @@ from tests.support import Running, make_project, serve
 
 Launch = Callable[..., AbstractAsyncContextManager[Running]]
 LABELS = {"rdev.orchard9.ai/project": "true"}
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A project's settings as text, written as they are: project.toml on the local backend,
+    the ConfigMap entry on kubernetes (bytes only on the local backend)."""
+
+    text: str | bytes
+
+
+def _toml_text(config: dict[str, Any] | Raw) -> str | bytes:
+    return config.text if isinstance(config, Raw) else _toml(config) if config else ""
+
+
+def _yaml_text(config: dict[str, Any] | Raw) -> str:
+    if isinstance(config, Raw):
+        assert isinstance(config.text, str), "a ConfigMap holds text"
+        return config.text
+    return yaml.safe_dump(config)
 
 
 def _toml(config: dict[str, Any]) -> str:
@@ -38,9 +58,19 @@ async def _local(
 ) -> AsyncIterator[Running]:
     settings = settings_factory(**overrides)
     for name, config in projects.items():
-        make_project(settings.workspace_root, name, _toml(config) if config else "")
+        make_project(settings.workspace_root, name, _toml_text(config))
     async with serve(settings) as running:
+        running.settings_writer = lambda name, config: _write_toml(
+            settings.workspace_root / name, config
+        )
         yield running
+
+
+def _write_toml(folder: Path, config: dict[str, Any] | Raw) -> None:
+    text = _toml_text(config)
+    tmp = folder / ".project.toml.tmp"  # replaced whole, so rdev never reads half a file
+    tmp.write_bytes(text if isinstance(text, bytes) else text.encode())
+    tmp.replace(folder / "project.toml")
 
 
 @asynccontextmanager
@@ -53,10 +83,8 @@ async def _kubernetes(
     kube = FakeKubeApi(tmp_path / "pods", bookmark_interval=0.2)
     await kube.start()
     try:
-        kube.put_configmap(
-            "rdev-projects",
-            {f"{name}.yaml": yaml.safe_dump(config) for name, config in projects.items() if config},
-        )
+        entries = {f"{name}.yaml": _yaml_text(c) for name, c in projects.items() if c}
+        kube.put_configmap("rdev-projects", entries)
         pods = {}
         for name in projects:
             pod = f"claudebox-{name}-0"
@@ -66,6 +94,12 @@ async def _kubernetes(
         settings = settings_factory(backend="kubernetes", kubeconfig=str(kubeconfig), **overrides)
         async with serve(settings) as running:
             running.workspaces.update(pods)
+
+            def put(name: str, config: dict[str, Any] | Raw) -> None:
+                entries[f"{name}.yaml"] = _yaml_text(config)
+                kube.put_configmap("rdev-projects", entries)
+
+            running.settings_writer = put
             yield running
     finally:
         await kube.stop()
@@ -78,7 +112,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def launch(backend: str, settings_factory: Callable[..., Settings], tmp_path: Path) -> Launch:
-    """launch(projects={"demo": {...settings...}}, **Settings overrides) on this backend."""
+    """launch(projects={"demo": {...settings...} or Raw(text)}, **Settings overrides) on this
+    backend."""
 
     def start(projects: dict[str, dict[str, Any]] | None = None, **overrides: Any) -> Any:
         chosen = projects if projects is not None else {"demo": {}}

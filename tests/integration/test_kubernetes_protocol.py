@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from rdev.adapters.kubernetes import discovery, scripts
 from rdev.adapters.kubernetes.execution import exit_status
 from rdev.adapters.kubernetes.protocol import (
@@ -85,17 +87,63 @@ def test_configmap_settings_parsing() -> None:
             "a.yaml": "allowed_commands: [claude, bogus, 3]\nmax_concurrent_commands: 0\n",
             "b.yaml": "- not a mapping\n",
             "c.yaml": "allowed_commands: shell\n",
+            "d.yaml": "allowed_commands: [git]\nworkspace: srv\ncontainer: side\n",
+            "e.yaml": "",
             "notes.txt": "ignored",
         }
     )
-    assert set(settings) == {"a", "b", "c"}
-    assert settings["a"].allowed_kinds == frozenset({CommandKind.CLAUDE})
-    assert settings["a"].max_concurrent is None
+    assert set(settings) == {"a", "b", "c", "d", "e"}
+    # an invalid value is an error for the whole entry, never dropped or defaulted
+    assert settings["a"].error is not None
+    assert "'bogus', 3" in settings["a"].error and "max_concurrent_commands" in settings["a"].error
     assert settings["b"].error and settings["c"].error
-    targets, _ = discovery.build_targets([pod("a"), pod("b")], settings)
-    assert targets["a"].container == "main"
-    assert targets["b"].project.status is ProjectStatus.FAILED
-    assert targets["b"].project.allowed_kinds == frozenset()
+    assert settings["d"].settings.allowed_kinds == {CommandKind.GIT}
+    assert (settings["d"].workspace, settings["d"].container) == ("/srv", "side")
+    assert settings["e"] == discovery.ConfigEntry()
+    targets, _ = discovery.build_targets([pod("a"), pod("b"), pod("d"), pod("x")], settings)
+    assert targets["d"].container == "side" and targets["x"].container == "main"
+    for failed in ("a", "b"):
+        project = targets[failed].project
+        assert project.status is ProjectStatus.FAILED
+        assert project.allowed_kinds == frozenset()
+        assert project.status_reason == settings[failed].error
+        assert project.status_reason.startswith(f"invalid rdev-projects entry {failed}.yaml: ")
+    assert targets["d"].project.status_reason is None
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("description: [unclosed\n", "not valid YAML"),
+        ("a: 1\n---\nb: 2\n", "not valid YAML"),
+        ("allow_raw_shell: 'false'\n", "allow_raw_shell must be true or false"),
+        ("allow_raw_shell: null\n", "allow_raw_shell must be true or false"),
+        ("allow_claude_shell: 1\n", "allow_claude_shell must be true or false"),
+        ("alow_raw_shell: true\n", "unknown key 'alow_raw_shell'"),
+        ("max_concurrent_commands: 2.0\n", "max_concurrent_commands"),
+        ("max_concurrent_commands: '2'\n", "max_concurrent_commands"),
+        ("workspace: ''\n", "workspace must be a path"),
+        ("workspace: [a]\n", "workspace must be a path"),
+        ("workspace: null\n", "workspace must be a path"),
+        ("container: Side_Car\n", "container must be a container name"),
+        ("container: ''\n", "container must be a container name"),
+        ("container: 3\n", "container must be a container name"),
+        ("'42'\n", "must be a mapping"),
+        ("?\n", "unknown key None"),
+    ],
+)
+def test_configmap_entry_problems_fail_the_project(text: str, fragment: str) -> None:
+    entry = discovery.parse_settings({"web.yaml": text})["web"]
+    assert entry.error is not None and fragment in entry.error, entry
+    project = discovery.build_target(pod("web"), entry).project
+    assert (project.status, project.allowed_kinds) == (ProjectStatus.FAILED, frozenset())
+
+
+def test_configmap_entry_lists_every_problem() -> None:
+    text = "workspace: 3\ncontainer: Bad\nalow_raw_shell: true\nallow_raw_shell: 'yes'\n"
+    error = discovery.parse_settings({"web.yaml": text})["web"].error or ""
+    for key in ("workspace", "container", "alow_raw_shell", "allow_raw_shell must"):
+        assert key in error, (key, error)
 
 
 def test_invalid_project_names_are_skipped_with_a_warning() -> None:

@@ -46,6 +46,13 @@ class IdempotencyConflict(Conflict):
     code = "IDEMPOTENCY_CONFLICT"
 
 
+class ProjectUnavailable(Conflict):
+    """The project exists but takes no commands now: its settings are invalid, or its pod is not
+    running. Says which status and why."""
+
+    code = "PROJECT_UNAVAILABLE"
+
+
 class QueueFull(RdevError):
     code = "QUEUE_FULL"
 
@@ -74,6 +81,17 @@ class ExecFailed(RdevError):
     """The backend could not start or keep the process (not an exit code)."""
 
     code = "EXEC_FAILED"
+
+
+class InvalidSettings(InvalidInput):
+    """A project's settings (project.toml, a ConfigMap entry) that cannot be used, with every
+    problem found, so one edit can fix them all."""
+
+    code = "INVALID_SETTINGS"
+
+    def __init__(self, problems: list[str] | tuple[str, ...]) -> None:
+        self.problems = tuple(problems) or ("invalid settings",)
+        super().__init__("; ".join(self.problems), details={"problems": list(self.problems)})
 
 
 class InvalidEventId(InvalidInput):

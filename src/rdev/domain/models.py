@@ -67,11 +67,13 @@ class Priority(StrEnum):
 class Project:
     id: str
     status: ProjectStatus
+    status_reason: str | None = None  # why a project is not running, for people to read
     description: str = ""
     workspace: str = ""
     allowed_kinds: frozenset[CommandKind] = frozenset(CommandKind)
     max_concurrent: int | None = None
     allow_raw_shell: bool = False
+    allow_claude_shell: bool = False
     pod: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 
+from rdev.domain import settings
 from rdev.domain.errors import RdevError
 from rdev.domain.lifecycle import status_for_exit
 from rdev.domain.models import ClaudeResult, Command, CommandKind, CommandStatus, EventType
@@ -69,6 +70,8 @@ class Runner:
         )
         try:
             project = await self._backend.get_project(cmd.project_id)
+            # the project may have failed, or stopped allowing this kind, since it was queued
+            settings.check_accepts(project, cmd.kind)
             execution = await self._backend.exec(project, cmd.argv, env=cmd.env, cwd=cmd.cwd)
         except RdevError as e:
             await writer.add(EventType.STATUS, {"status": CommandStatus.RUNNING.value})

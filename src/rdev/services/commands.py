@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rdev.domain import policy
+from rdev.domain import policy, settings
 from rdev.domain.errors import (
     Forbidden,
     IdempotencyConflict,
@@ -100,11 +100,7 @@ class CommandService:
             )
         await self._backend.check()  # a backend that is down refuses work now, not later
         project = await self._backend.get_project(project_id)
-        if kind not in project.allowed_kinds:
-            raise Forbidden(
-                f"project {project_id} does not allow {kind.value} commands",
-                details={"reason": "kind", "kind": kind.value},
-            )
+        settings.check_accepts(project, kind)
         return project
 
     async def submit(self, sub: Submission, *, key: ApiKey, actor: Actor) -> Submitted:

@@ -24,6 +24,7 @@ STATUS: dict[type[e.RdevError], int] = {
     e.InvalidEventId: 400,
     e.CommandRejected: 400,
     e.Conflict: 409,
+    e.ProjectUnavailable: 409,
     e.QueueFull: 429,
     e.RateLimited: 429,
     e.Unavailable: 503,

@@ -84,6 +84,7 @@ def project_view(project: Project) -> dict[str, Any]:
         "name": project.id,
         "description": project.description,
         "status": project.status.value,
+        "status_reason": project.status_reason,
         "workspace": project.workspace,
         "allowed_commands": sorted(project.allowed_kinds),
         "max_concurrent_commands": project.max_concurrent,

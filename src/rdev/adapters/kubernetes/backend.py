@@ -19,7 +19,7 @@ import structlog
 from rdev.adapters.kubernetes import discovery, scripts
 from rdev.adapters.kubernetes.breaker import ApiBreaker
 from rdev.adapters.kubernetes.client import KubeClient, load_configuration
-from rdev.adapters.kubernetes.discovery import CONFIGMAP, LABEL_SELECTOR, ProjectSettings, Target
+from rdev.adapters.kubernetes.discovery import CONFIGMAP, LABEL_SELECTOR, ConfigEntry, Target
 from rdev.adapters.kubernetes.execution import GroupControl, KubeExecution
 from rdev.adapters.kubernetes.files import PodFiles
 from rdev.adapters.kubernetes.podexec import PodExec
@@ -65,7 +65,7 @@ class KubernetesBackend:
         self._client: KubeClient | None = None
         self._reflectors: list[Reflector] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._settings: dict[str, ProjectSettings] = {}
+        self._settings: dict[str, ConfigEntry] = {}
         self._targets: dict[str, Target] = {}
         self._warned: frozenset[str] = frozenset()
 

@@ -8,15 +8,17 @@ watch code only has to keep dictionaries current.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from rdev.domain import policy
-from rdev.domain.errors import InvalidInput
-from rdev.domain.models import CommandKind, Project, ProjectStatus
+from rdev.domain import policy, settings
+from rdev.domain.errors import InvalidInput, InvalidSettings
+from rdev.domain.models import Project, ProjectStatus
+from rdev.domain.settings import ProjectSettings
 
 Obj = dict[str, Any]
 
@@ -28,19 +30,18 @@ DESCRIPTION_KEY = PREFIX + "description"
 LABEL_SELECTOR = f"{PROJECT_LABEL}=true"
 CONFIGMAP = "rdev-projects"
 DEFAULT_WORKSPACE = "/workspace"
-_KINDS = frozenset(k.value for k in CommandKind)
+_CONTAINER = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # an RFC 1123 label
 
 
 @dataclass(frozen=True, slots=True)
-class ProjectSettings:
-    """One `<project>.yaml` entry of the ConfigMap; None means "not set, keep the pod's value"."""
+class ConfigEntry:
+    """One `<project>.yaml` entry of the ConfigMap: the project settings every backend has, plus
+    where commands run (workspace, container; None keeps the pod's value). `error`, when set, is
+    why the entry cannot be used; the project is then `failed`."""
 
-    description: str | None = None
+    settings: ProjectSettings = field(default_factory=ProjectSettings)
     workspace: str | None = None
-    allowed_kinds: frozenset[CommandKind] | None = None
-    max_concurrent: int | None = None
     container: str | None = None
-    allow_raw_shell: bool | None = None
     error: str | None = None
 
 
@@ -53,40 +54,74 @@ class Target:
     container: str | None
 
 
-def parse_settings(data: Mapping[str, str]) -> dict[str, ProjectSettings]:
+def parse_settings(data: Mapping[str, str]) -> dict[str, ConfigEntry]:
     return {
-        key.removesuffix(".yaml"): _one_settings(text)
+        key.removesuffix(".yaml"): _one_entry(key, text)
         for key, text in data.items()
         if key.endswith(".yaml") and len(key) > len(".yaml")
     }
 
 
-def _one_settings(text: str) -> ProjectSettings:
+def _one_entry(key: str, text: str) -> ConfigEntry:
+    try:
+        return _parse_entry(text)
+    except InvalidSettings as e:
+        return ConfigEntry(error=settings.failure_reason(f"{CONFIGMAP} entry {key}", e))
+
+
+def _parse_entry(text: str) -> ConfigEntry:
     try:
         doc = yaml.safe_load(text) if text.strip() else {}
     except yaml.YAMLError as e:
-        return ProjectSettings(error=f"invalid YAML: {e}")
+        raise InvalidSettings([f"not valid YAML: {_yaml_problem(e)}"]) from e
     if not isinstance(doc, dict):
-        return ProjectSettings(error="entry is not a mapping")
-    kinds = doc.get("allowed_commands")
-    if kinds is not None and not isinstance(kinds, list):
-        return ProjectSettings(error="allowed_commands must be a list")
-    limit = doc.get("max_concurrent_commands")
-    workspace = _workspace(doc.get("workspace"))
-    if doc.get("workspace") is not None and workspace is None:
-        return ProjectSettings(error="workspace must be a path")
-    container = doc.get("container")
-    raw_shell = doc.get("allow_raw_shell")
-    return ProjectSettings(
-        description=str(doc["description"]) if doc.get("description") is not None else None,
-        workspace=workspace,
-        allowed_kinds=frozenset(CommandKind(k) for k in kinds if isinstance(k, str) and k in _KINDS)
-        if kinds is not None
-        else None,
-        max_concurrent=limit if isinstance(limit, int) and limit > 0 else None,
-        container=container if isinstance(container, str) and container else None,
-        allow_raw_shell=raw_shell if isinstance(raw_shell, bool) else None,
-    )
+        raise InvalidSettings([f"must be a mapping of keys to values, not {type(doc).__name__}"])
+    common = {k: v for k, v in doc.items() if k not in PLACEMENT_KEYS}
+    problems: list[str] = []
+    placement: dict[str, str] = {}
+    parsed = ProjectSettings()
+    for key, parse in PLACEMENT_KEYS.items():
+        if key in doc:
+            try:
+                placement[key] = parse(doc[key])
+            except ValueError as e:
+                problems.append(f"{key} {e}")
+    try:
+        parsed = settings.parse_settings(common)
+    except InvalidSettings as e:
+        problems[:0] = e.problems
+    if problems:
+        raise InvalidSettings(problems)
+    return ConfigEntry(parsed, placement.get("workspace"), placement.get("container"))
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """The problem and where, without the echo of the text that PyYAML's message carries."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(error).split())[:200]
+
+
+def _workspace_setting(value: object) -> str:
+    workspace = _workspace(value)
+    if workspace is None:
+        raise ValueError("must be a path in the pod, such as /workspace")
+    return workspace
+
+
+def _container_setting(value: object) -> str:
+    if not isinstance(value, str) or not _CONTAINER.fullmatch(value):
+        raise ValueError("must be a container name (lowercase letters, digits and '-')")
+    return value
+
+
+# the ConfigMap's keys beyond the common project settings: where in the pod commands run
+PLACEMENT_KEYS: dict[str, Callable[[object], str]] = {
+    "workspace": _workspace_setting,
+    "container": _container_setting,
+}
 
 
 def _workspace(value: object) -> str | None:
@@ -110,6 +145,20 @@ def pod_status(pod: Obj) -> ProjectStatus:
     return ProjectStatus.UNKNOWN
 
 
+def pod_reason(pod: Obj) -> str | None:
+    """Why a pod's project is not running, for people; None when it is."""
+    status = pod_status(pod)
+    if status is ProjectStatus.RUNNING:
+        return None
+    name = (pod.get("metadata") or {}).get("name", "")
+    phase = (pod.get("status") or {}).get("phase") or "unknown"
+    if status is ProjectStatus.TERMINATING:
+        return f"pod {name} is being deleted"
+    if status is ProjectStatus.PENDING and phase == "Running":
+        return f"pod {name} is not ready"
+    return f"pod {name} is in phase {phase}"
+
+
 def _ready(status: Obj) -> bool:
     return any(
         c.get("type") == "Ready" and c.get("status") == "True"
@@ -127,31 +176,33 @@ def project_id(pod: Obj) -> str:
     return str((meta.get("labels") or {}).get(NAME_KEY) or meta.get("name", ""))
 
 
-def build_target(pod: Obj, settings: ProjectSettings | None) -> Target:
+def build_target(pod: Obj, entry: ConfigEntry | None) -> Target:
     meta = pod.get("metadata") or {}
     labels = dict(meta.get("labels") or {})
     notes = meta.get("annotations") or {}
-    cfg = settings or ProjectSettings()
+    cfg = entry or ConfigEntry()
     workspace = (
         cfg.workspace
         or _workspace(notes.get(WORKSPACE_KEY))
         or _workspace(labels.get(WORKSPACE_KEY))
         or DEFAULT_WORKSPACE
     )
-    status = pod_status(pod)
-    description = cfg.description or str(notes.get(DESCRIPTION_KEY, ""))
-    kinds = cfg.allowed_kinds if cfg.allowed_kinds is not None else frozenset(CommandKind)
+    common = cfg.settings
+    status, reason = pod_status(pod), pod_reason(pod)
+    kinds = common.allowed_kinds
     if cfg.error is not None:
         # A broken entry may have been meant to restrict the project: refuse rather than widen.
-        status, description, kinds = ProjectStatus.FAILED, f"invalid {CONFIGMAP} entry", frozenset()
+        status, reason, kinds = ProjectStatus.FAILED, cfg.error, frozenset()
     project = Project(
         id=project_id(pod),
         status=status,
-        description=description,
+        status_reason=reason,
+        description=common.description or str(notes.get(DESCRIPTION_KEY, "")),
         workspace=workspace,
         allowed_kinds=kinds,
-        max_concurrent=cfg.max_concurrent,
-        allow_raw_shell=bool(cfg.allow_raw_shell),
+        max_concurrent=common.max_concurrent,
+        allow_raw_shell=common.allow_raw_shell,
+        allow_claude_shell=common.allow_claude_shell,
         pod=str(meta.get("name", "")),
         labels=labels,
     )
@@ -159,7 +210,7 @@ def build_target(pod: Obj, settings: ProjectSettings | None) -> Target:
 
 
 def build_targets(
-    pods: Iterable[Obj], settings: Mapping[str, ProjectSettings]
+    pods: Iterable[Obj], entries: Mapping[str, ConfigEntry]
 ) -> tuple[dict[str, Target], list[str]]:
     """Projects by id, plus warnings (invalid names, names claimed by several pods)."""
     claims: dict[str, list[Obj]] = {}
@@ -180,7 +231,7 @@ def build_targets(
             warnings.append(
                 f"project {pid} is claimed by pods {names}; using {chosen['metadata']['name']}"
             )
-        targets[pid] = build_target(chosen, settings.get(pid))
+        targets[pid] = build_target(chosen, entries.get(pid))
     return targets, warnings
 
 

@@ -1,4 +1,5 @@
-"""Projects as folders under a root; `project.toml` in a folder tunes its project."""
+"""Projects as folders under a root; `project.toml` in a folder tunes its project (parsed by
+`domain.settings`, so an invalid file leaves the project `failed`, never with defaults)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from rdev.adapters.local.process import LocalExecution, scrubbed_env, start_process
-from rdev.domain import policy
-from rdev.domain.errors import BackendUnavailable, InvalidInput, NotFound
-from rdev.domain.models import CommandKind, Project, ProjectStatus
+from rdev.domain import policy, settings
+from rdev.domain.errors import BackendUnavailable, InvalidInput, InvalidSettings, NotFound
+from rdev.domain.models import Project, ProjectStatus
 
 CONFIG_FILE = "project.toml"
 
@@ -140,30 +140,43 @@ def _atomic_write(target: Path, data: bytes) -> None:
 
 
 def _load_project(folder: Path) -> Project:
-    config: dict[str, Any] = {}
-    file = folder / CONFIG_FILE
-    if file.is_file():
-        try:
-            config = tomllib.loads(file.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-            return Project(
-                id=folder.name,
-                status=ProjectStatus.FAILED,
-                workspace=str(folder),
-                description=f"invalid {CONFIG_FILE}",
-            )
-    kinds = config.get("allowed_commands")
-    limit = config.get("max_concurrent_commands")
+    workspace = str(folder.resolve())
+    try:
+        cfg = _read_settings(folder / CONFIG_FILE)
+    except InvalidSettings as e:
+        return Project(
+            id=folder.name,
+            status=ProjectStatus.FAILED,
+            status_reason=settings.failure_reason(CONFIG_FILE, e),
+            workspace=workspace,
+            allowed_kinds=frozenset(),  # takes nothing even if a caller forgets the status
+        )
     return Project(
         id=folder.name,
         status=ProjectStatus.RUNNING,
-        description=str(config.get("description", "")),
-        workspace=str(folder.resolve()),
-        allowed_kinds=frozenset(
-            CommandKind(k) for k in kinds if k in CommandKind.__members__.values()
-        )
-        if isinstance(kinds, list)
-        else frozenset(CommandKind),
-        max_concurrent=limit if isinstance(limit, int) and limit > 0 else None,
-        allow_raw_shell=bool(config.get("allow_raw_shell", False)),
+        description=cfg.description,
+        workspace=workspace,
+        allowed_kinds=cfg.allowed_kinds,
+        max_concurrent=cfg.max_concurrent,
+        allow_raw_shell=cfg.allow_raw_shell,
+        allow_claude_shell=cfg.allow_claude_shell,
     )
+
+
+def _read_settings(file: Path) -> settings.ProjectSettings:
+    """No file means the defaults; a file that cannot be read, decoded or parsed is an error."""
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        return settings.ProjectSettings()
+    except OSError as e:
+        raise InvalidSettings([f"cannot be read ({e.strerror or type(e).__name__})"]) from e
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidSettings([f"is not UTF-8 (byte {e.start})"]) from e
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidSettings([f"not valid TOML: {e}"]) from e
+    return settings.parse_settings(doc)
