@@ -264,7 +264,7 @@ def test_other_remote_urls_are_refused(url: str) -> None:
 
 UNSAFE_REPO_KEYS = [
     "filter.x.clean", "filter.lfs.smudge", "filter.X.process", "diff.x.textconv",
-    "diff.x.command", "merge.x.driver", "diff.external", "include.path",
+    "diff.x.command", "merge.x.driver", "include.path",
     "includeIf.gitdir:/x/.path", "core.worktree", "trailer.sign.cmd", "trailer.s.command",
     "Filter.Mixed Case.Clean",
 ]  # fmt: skip
@@ -272,7 +272,7 @@ SAFE_REPO_KEYS = [
     "core.bare", "core.fsmonitor", "core.hooksPath", "core.pager", "core.sshCommand",
     "core.editor", "credential.helper", "gpg.program", "remote.origin.url", "branch.main.merge",
     "filter.lfs.required", "diff.x.xfuncname", "diff.x.binary", "merge.x.name", "user.name",
-    "alias.st", "pager.log", "submodule.s.url",
+    "alias.st", "pager.log", "submodule.s.url", "diff.external",
 ]  # fmt: skip
 
 

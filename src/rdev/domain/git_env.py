@@ -105,7 +105,7 @@ _DRIVER_KEYS: dict[str, frozenset[str]] = {
     "trailer": frozenset({"key", "where", "ifexists", "ifmissing"}),
 }
 # keys refused outright: a program, or files and work trees outside the workspace
-_REFUSED = frozenset({"diff.external", "core.worktree", "include.path"})
+_REFUSED = frozenset({"core.worktree", "include.path"})  # diff.external: see NO_DRIVERS
 _REFUSED_SECTIONS = frozenset({"includeif"})
 
 
