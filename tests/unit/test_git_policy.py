@@ -245,7 +245,7 @@ NETWORK_URLS = [
 NOT_NETWORK_URLS = [
     "file:///etc", "/tmp/repo", "./repo", "../repo", "repo/", ".", "~/repo", "ext::sh -c id",
     "fd::0", "testgit::x", "-u", "ssh://-oProxyCommand=id/x", "ssh:///x", "ftp://h/r",
-    "rsync://h/r", "https://h/r x", "https://h/\nr", "git@-o:x", "host::x", "https://",
+    "rsync://h/r", "ssh://-oProxyCommand=id@h/r", "https://h/r x", "https://h/\nr", "git@-o:x", "host::x", "https://",
 ]  # fmt: skip
 
 

@@ -148,6 +148,8 @@ def _url_problem(value: str) -> str | None:
         parts = urlsplit(value)
         if parts.scheme.lower() not in NETWORK_SCHEMES:
             return f"scheme {parts.scheme!r} is not allowed"
+        if parts.netloc.startswith("-"):
+            return "its user or host starts with '-'"
         host = parts.netloc.rpartition("@")[2]
         host = host.partition("]")[0] + "]" if host.startswith("[") else host.partition(":")[0]
         if not host or host.startswith("-") or not _HOST.match(host):
