@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from rdev.domain import git_env
-from rdev.domain.errors import CommandRejected
+from rdev.domain.errors import CommandRejected, ExecFailed
 from rdev.domain.models import Command, Project
 from rdev.ports import Backend, Execution
 
@@ -27,6 +27,11 @@ async def check_repository(backend: Backend, project: Project, command: Command)
     except TimeoutError:
         await execution.cancel(grace_seconds=1)
         raise CommandRejected("reading the repository's git config timed out") from None
+    if status.exit_code is None:  # the check itself could not run: not a refusal
+        raise ExecFailed(
+            f"rdev could not check the repository's git config: {status.error or 'lost'}",
+            details={"reason": "config_check"},
+        )
     if status.exit_code != 0:
         why = stderr.decode("utf-8", "replace").strip()[-500:] or status.error or "no reason"
         raise CommandRejected(
