@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rdev.domain import policy
+from rdev.domain import git, policy
 from rdev.domain.errors import CommandRejected, InvalidInput
 from rdev.domain.models import Scope
 
@@ -162,9 +162,11 @@ def test_check_argv_limits() -> None:
 # git
 
 
-@pytest.mark.parametrize("sub", sorted(policy.GIT_SUBCOMMANDS))
+@pytest.mark.parametrize(
+    "sub", sorted(git.SUBCOMMANDS - {"init", "remote", "config", "mv", "stash"})
+)
 def test_allowed_git_subcommands(sub: str) -> None:
-    assert policy.check_git_args([sub, "x"]) == ("git", sub, "x")
+    assert policy.check_git_args([sub, "x"])[-1] == "x"
 
 
 @pytest.mark.parametrize("sub", ["gc", "filter-branch", "-c", "--exec-path=/tmp", "STATUS", ""])

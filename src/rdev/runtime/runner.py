@@ -16,6 +16,7 @@ from rdev.domain.errors import RdevError
 from rdev.domain.lifecycle import status_for_exit
 from rdev.domain.models import ClaudeResult, Command, CommandKind, CommandStatus, EventType
 from rdev.ports import Backend, CommandStore, EventLog, Execution, ExitStatus, Finish
+from rdev.runtime.gitguard import check_repository
 from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.output import LineSplitter
 from rdev.runtime.streams import StreamHub
@@ -72,6 +73,8 @@ class Runner:
             project = await self._backend.get_project(cmd.project_id)
             # the project may have failed, or stopped allowing this kind, since it was queued
             settings.check_accepts(project, cmd.kind)
+            if cmd.kind is CommandKind.GIT:
+                await check_repository(self._backend, project, cmd)
             execution = await self._backend.exec(project, cmd.argv, env=cmd.env, cwd=cmd.cwd)
         except RdevError as e:
             await writer.add(EventType.STATUS, {"status": CommandStatus.RUNNING.value})

@@ -22,7 +22,7 @@ from rdev.adapters.http.schemas import GitRun as GitBody
 from rdev.adapters.http.schemas import ShellRun as ShellBody
 from rdev.adapters.http.schemas import command_view
 from rdev.adapters.http.state import HttpServices
-from rdev.domain import policy
+from rdev.domain import git_env, policy
 from rdev.domain.argv import ClaudeSpec, claude_argv
 from rdev.domain.models import CommandKind, CommandStatus, Priority
 from rdev.services.commands import Submission, build_shell_argv
@@ -84,10 +84,11 @@ async def run_git(
     project_id: str, body: GitBody, request: Request,
     caller: GitRun, svc: Services, idem: IdempotencyKey = None,
 ) -> JSONResponse:  # fmt: skip
-    await svc.commands.project_for(caller.key, project_id, CommandKind.GIT)
+    project = await svc.commands.project_for(caller.key, project_id, CommandKind.GIT)
     argv = policy.check_git_args(body.args)
     cwd = policy.check_relative_path(body.cwd) if body.cwd else None
-    sub = _common(body, project_id, CommandKind.GIT, argv, idem, cwd=cwd)
+    env = git_env.environment(project.workspace)
+    sub = _common(body, project_id, CommandKind.GIT, argv, idem, cwd=cwd, env=env)
     return await _submit(svc, caller, request, sub)
 
 
