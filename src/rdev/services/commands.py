@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from rdev.domain import policy
+from rdev.domain.argv import claude_prompt_index
 from rdev.domain.errors import (
     Forbidden,
     IdempotencyConflict,
@@ -227,10 +228,9 @@ def _hash_request(sub: Submission) -> str:
 
 
 def _audit_argv(cmd: Command) -> list[str]:
-    """The argv as audited: a Claude prompt is shortened, everything else kept."""
-    if cmd.kind is CommandKind.CLAUDE and len(cmd.argv) > 2:
-        return [cmd.argv[0], cmd.argv[1], policy.shorten(cmd.argv[2], 120), *cmd.argv[3:]]
-    return [policy.shorten(a, 500) for a in cmd.argv]
+    """The argv as audited: a Claude prompt is cut to 120 characters, every item to 500."""
+    prompt = claude_prompt_index(cmd.argv) if cmd.kind is CommandKind.CLAUDE else None
+    return [policy.shorten(a, 120 if i == prompt else 500) for i, a in enumerate(cmd.argv)]
 
 
 def build_shell_argv(
