@@ -154,9 +154,12 @@ def test_every_permission_mode_the_cli_lists_is_accepted() -> None:
     modes = ["acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan"]
     assert sorted(policy.PERMISSION_MODES) == modes
     for mode in modes:
-        assert parse(claude_argv("claude", ClaudeSpec(prompt="x", permission_mode=mode)))[
-            "permission_mode"
-        ] == mode
+        assert (
+            parse(claude_argv("claude", ClaudeSpec(prompt="x", permission_mode=mode)))[
+                "permission_mode"
+            ]
+            == mode
+        )
 
 
 def test_the_stand_in_parses_as_the_cli_does() -> None:

@@ -57,7 +57,9 @@ def rule_grants_shell(rule: str) -> bool:
     return _PROGRAM.fullmatch(program) is None
 
 
-def shell_grants(permission_mode: str | None, allowed_tools: Iterable[str] | None) -> list[ShellGrant]:
+def shell_grants(
+    permission_mode: str | None, allowed_tools: Iterable[str] | None
+) -> list[ShellGrant]:
     """What in a Claude request needs shell rights; empty when none of it does."""
     grants = []
     if mode_grants_shell(permission_mode):
