@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from rdev.domain import policy
-from rdev.domain.argv import claude_prompt_index
+from rdev.domain.argv import ClaudeSpec, claude_prompt_index
+from rdev.domain.claude import shell_grants
 from rdev.domain.errors import (
     Forbidden,
     IdempotencyConflict,
@@ -33,6 +34,7 @@ from rdev.domain.models import (
     Page,
     Priority,
     Project,
+    Scope,
 )
 from rdev.ports import Backend, CommandFilter, CommandStore, EventLog
 from rdev.runtime.dispatcher import Dispatcher
@@ -107,6 +109,25 @@ class CommandService:
                 details={"reason": "kind", "kind": kind.value},
             )
         return project
+
+    async def check_claude(self, key: ApiKey, project: Project, spec: ClaudeSpec) -> None:
+        """Refuse a Claude run that amounts to a shell without shell rights (403), or that
+        resumes a session no command of this project ran in (404)."""
+        grants = shell_grants(spec.permission_mode, spec.allowed_tools)
+        if grants and not _may_run_claude_shell(key, project):
+            grant = grants[0]
+            raise Forbidden(
+                f"{grant.reason} {', '.join(grant.values)!r} lets Claude run any program: it "
+                "needs the commands:shell scope or the project's allow_claude_shell",
+                details={"reason": grant.reason, "values": list(grant.values)},
+            )
+        if spec.resume_session:
+            session = policy.check_session_id(spec.resume_session)
+            if not await self._store.has_claude_session(project.id, session):
+                raise NotFound(
+                    f"no command of project {project.id} ran in Claude session {session}",
+                    details={"field": "resume_session"},
+                )
 
     async def submit(self, sub: Submission, *, key: ApiKey, actor: Actor) -> Submitted:
         if not self.accepting:
@@ -216,6 +237,14 @@ class CommandService:
     async def output(self, key: ApiKey, command_id: str) -> AsyncIterator[str]:
         cmd = await self.get(key, command_id)
         return self._log.read_output(cmd.id)
+
+
+def _may_run_claude_shell(key: ApiKey, project: Project) -> bool:
+    """Shell rights: the project says Claude may have them, or the key may run shell commands
+    here itself (admin counts; a project that refuses shell commands refuses them to Claude)."""
+    if project.allow_claude_shell:
+        return True
+    return key.has_scope(Scope.COMMANDS_SHELL) and CommandKind.SHELL in project.allowed_kinds
 
 
 def _hash_request(sub: Submission) -> str:

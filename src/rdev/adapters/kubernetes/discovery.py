@@ -41,6 +41,7 @@ class ProjectSettings:
     max_concurrent: int | None = None
     container: str | None = None
     allow_raw_shell: bool | None = None
+    allow_claude_shell: bool = False
     error: str | None = None
 
 
@@ -86,6 +87,7 @@ def _one_settings(text: str) -> ProjectSettings:
         max_concurrent=limit if isinstance(limit, int) and limit > 0 else None,
         container=container if isinstance(container, str) and container else None,
         allow_raw_shell=raw_shell if isinstance(raw_shell, bool) else None,
+        allow_claude_shell=doc.get("allow_claude_shell") is True,
     )
 
 
@@ -152,6 +154,7 @@ def build_target(pod: Obj, settings: ProjectSettings | None) -> Target:
         allowed_kinds=kinds,
         max_concurrent=cfg.max_concurrent,
         allow_raw_shell=bool(cfg.allow_raw_shell),
+        allow_claude_shell=cfg.allow_claude_shell,
         pod=str(meta.get("name", "")),
         labels=labels,
     )
