@@ -44,7 +44,11 @@ def build_backend(settings: Settings) -> Backend:
         return KubernetesBackend(
             namespace=settings.namespace, kubeconfig=settings.kubeconfig or None
         )
-    return LocalBackend(settings.workspace_root)
+    return LocalBackend(
+        settings.workspace_root,
+        claude_bin=settings.claude_bin,
+        claude_state=settings.data_dir / "claude",
+    )
 
 
 def build_bus(settings: Settings) -> Bus:

@@ -181,6 +181,14 @@ class CommandStore(Protocol):
 
     async def expired_leases(self, now: datetime) -> list[Command]: ...
 
+    async def record_claude_session(self, command_id: str, session_id: str) -> None:
+        """Store the Claude session a command runs in, as soon as the CLI names it."""
+        ...
+
+    async def has_claude_session(self, project_id: str, session_id: str) -> bool:
+        """Whether a command of this project ran in that Claude session."""
+        ...
+
 
 class EventLog(Protocol):
     async def append(self, events: Sequence[Event]) -> None: ...

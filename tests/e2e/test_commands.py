@@ -35,8 +35,9 @@ async def test_claude_stream_json_becomes_message_events_and_result_is_stored(
     assert done["total_cost_usd"] == pytest.approx(0.0123)
     assert done["num_turns"] == 2
     assert done["is_error"] is False
-    assert done["argv"][:3] == [rdev.app.settings.claude_bin, "-p", prompt]
-    assert "--output-format" in done["argv"] and "--verbose" in done["argv"]
+    assert done["argv"][:2] == [rdev.app.settings.claude_bin, "--print"]
+    assert done["argv"][-2:] == ["--", prompt]
+    assert "--output-format=stream-json" in done["argv"] and "--verbose" in done["argv"]
 
     again = await _run(rdev, "claude", {"prompt": "go on", "resume_session": done["session_id"]})
     events = await read_sse(rdev.admin, again["events_url"])

@@ -264,7 +264,8 @@ def test_check_text_refuses_nul_empty_and_oversize() -> None:
 
 
 def test_other_client_values() -> None:
-    assert policy.check_session_id("abc-123_X") == "abc-123_X"
+    sid = "0f8e2b1c-3d4a-4b5c-8d6e-7f8091a2b3c4"
+    assert policy.check_session_id(sid) == sid
     assert policy.check_model("claude-sonnet-4[1m]") == "claude-sonnet-4[1m]"
     assert policy.check_tools(["Bash(git:*)", "Read"]) == ["Bash(git:*)", "Read"]
     assert policy.check_permission_mode("plan") == "plan"

@@ -20,23 +20,35 @@ class ClaudeSpec:
 
 
 def claude_argv(binary: str, spec: ClaudeSpec) -> tuple[str, ...]:
-    """`claude -p PROMPT --output-format stream-json --verbose [...]`; the prompt is one argv
-    item and never passes through a shell."""
+    """`claude --print --output-format=stream-json --verbose [--opt=VALUE...] -- PROMPT`.
+
+    No client value can be read as an option, by construction: every value is joined to its
+    option with `=` (so `--model=-c` is the model "-c"), and the prompt is the one operand,
+    after `--`, which ends option parsing. Nothing passes through a shell."""
     prompt = policy.check_text(spec.prompt, field="prompt", limit=policy.MAX_PROMPT_BYTES)
-    argv = [binary, "-p", prompt, "--output-format", "stream-json", "--verbose"]
+    argv = [binary, "--print", "--output-format=stream-json", "--verbose"]
     if spec.model:
-        argv += ["--model", policy.check_model(spec.model)]
+        argv.append("--model=" + policy.check_model(spec.model))
     if spec.max_turns is not None:
-        argv += ["--max-turns", str(spec.max_turns)]
+        argv.append(f"--max-turns={int(spec.max_turns)}")
     if spec.permission_mode:
-        argv += ["--permission-mode", policy.check_permission_mode(spec.permission_mode)]
+        argv.append("--permission-mode=" + policy.check_permission_mode(spec.permission_mode))
     if spec.resume_session:
-        argv += ["--resume", policy.check_session_id(spec.resume_session)]
+        argv.append("--resume=" + policy.check_session_id(spec.resume_session))
     if spec.allowed_tools:
-        argv += ["--allowedTools", ",".join(policy.check_tools(spec.allowed_tools))]
+        argv.append("--allowedTools=" + ",".join(policy.check_tools(spec.allowed_tools)))
     if spec.append_system_prompt:
         text = policy.check_text(
             spec.append_system_prompt, field="append_system_prompt", limit=policy.MAX_PROMPT_BYTES
         )
-        argv += ["--append-system-prompt", text]
-    return tuple(argv)
+        argv.append("--append-system-prompt=" + text)
+    return (*argv, "--", prompt)
+
+
+def claude_prompt_index(argv: Sequence[str]) -> int | None:
+    """Where the prompt is in an argv built by claude_argv: the item after the first `--`."""
+    try:
+        end = list(argv).index("--", 1)
+    except ValueError:
+        return None
+    return end + 1 if end + 1 < len(argv) else None

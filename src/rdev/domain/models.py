@@ -73,6 +73,7 @@ class Project:
     allowed_kinds: frozenset[CommandKind] = frozenset(CommandKind)
     max_concurrent: int | None = None
     allow_raw_shell: bool = False
+    # Claude runs that amount to a shell (see domain/claude.py) need no `commands:shell` here
     allow_claude_shell: bool = False
     pod: str | None = None
     labels: dict[str, str] = field(default_factory=dict)

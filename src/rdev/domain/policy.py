@@ -27,11 +27,14 @@ DANGEROUS_PATTERNS: tuple[str, ...] = (
 FORBIDDEN_ENV: frozenset[str] = frozenset({"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "PATH"})
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_SESSION = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_MODEL = re.compile(r"^[A-Za-z0-9._:\[\]-]{1,100}$")
-_TOOL = re.compile(r"^[A-Za-z0-9_*:()./ -]{1,200}$")
+# Claude session ids are UUIDs (the CLI's `--session-id` says "must be a valid UUID")
+_SESSION = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\[\]-]{0,99}$")
+# A permission rule: a tool name (letters first, `*` wildcards, `mcp__server__tool`), optionally
+# with one parenthesised specifier such as `Bash(git status:*)` or `Edit(src/**)`.
+_TOOL = re.compile(r"^[A-Za-z*][A-Za-z0-9_*.-]{0,99}(\([A-Za-z0-9_*:./ =@+~-]{0,190}\))?$")
 PERMISSION_MODES: frozenset[str] = frozenset(
-    {"default", "acceptEdits", "bypassPermissions", "plan", "dontAsk"}
+    {"acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan"}
 )
 
 
@@ -144,15 +147,17 @@ def check_name(name: str, *, field: str = "name") -> str:
 
 
 def check_session_id(value: str) -> str:
-    if not _SESSION.match(value):
+    """A UUID in its canonical hyphenated form; returned in lower case, as the CLI writes it."""
+    normal = value.lower()
+    if not _SESSION.fullmatch(normal):
         raise InvalidInput(
-            "resume_session is not a valid session id", details={"field": "resume_session"}
+            "resume_session must be a session id (a UUID)", details={"field": "resume_session"}
         )
-    return value
+    return normal
 
 
 def check_model(value: str) -> str:
-    if not _MODEL.match(value):
+    if not _MODEL.fullmatch(value):
         raise InvalidInput("model is not a valid model name", details={"field": "model"})
     return value
 
@@ -160,7 +165,7 @@ def check_model(value: str) -> str:
 def check_tools(tools: Iterable[str]) -> list[str]:
     out = list(tools)
     for tool in out:
-        if not _TOOL.match(tool):
+        if not _TOOL.fullmatch(tool):
             raise InvalidInput(
                 f"allowed tool {tool!r} is invalid", details={"field": "allowed_tools"}
             )

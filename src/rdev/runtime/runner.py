@@ -145,7 +145,11 @@ class Runner:
             writer.output_lines("stdout", [(line, complete, size)])
             return
         if obj.get("type") == "result":
-            self._claude = _claude_result(obj)
+            self._claude = _claude_result(obj, self._claude.session_id)
+        elif self._claude.session_id is None and (sid := _init_session(obj)):
+            # stored at once, so a run that is cancelled, times out or is lost can be resumed
+            self._claude = ClaudeResult(session_id=sid)
+            await self._commands.record_claude_session(self.command.id, sid)
         writer.message(obj, size)
 
     async def _finish(
@@ -192,11 +196,20 @@ def _json_object(line: str) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _claude_result(obj: dict[str, Any]) -> ClaudeResult:
+def _init_session(obj: dict[str, Any]) -> str | None:
+    """The session id of the CLI's first message (`system`/`init`)."""
+    sid = obj.get("session_id")
+    if obj.get("type") == "system" and obj.get("subtype") == "init" and isinstance(sid, str):
+        return sid[:200]
+    return None
+
+
+def _claude_result(obj: dict[str, Any], session_id: str | None) -> ClaudeResult:
     cost = obj.get("total_cost_usd")
     turns = obj.get("num_turns")
+    sid = obj.get("session_id")
     return ClaudeResult(
-        session_id=obj.get("session_id") if isinstance(obj.get("session_id"), str) else None,
+        session_id=sid[:200] if isinstance(sid, str) else session_id,
         total_cost_usd=float(cost)
         if isinstance(cost, int | float) and not isinstance(cost, bool)
         else None,

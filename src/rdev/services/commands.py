@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from rdev.domain import policy, settings
+from rdev.domain.argv import ClaudeSpec, claude_prompt_index
+from rdev.domain.claude import shell_grants
 from rdev.domain.errors import (
     Forbidden,
     IdempotencyConflict,
@@ -32,6 +34,7 @@ from rdev.domain.models import (
     Page,
     Priority,
     Project,
+    Scope,
 )
 from rdev.ports import Backend, CommandFilter, CommandStore, EventLog
 from rdev.runtime.dispatcher import Dispatcher
@@ -102,6 +105,25 @@ class CommandService:
         project = await self._backend.get_project(project_id)
         settings.check_accepts(project, kind)
         return project
+
+    async def check_claude(self, key: ApiKey, project: Project, spec: ClaudeSpec) -> None:
+        """Refuse a Claude run that amounts to a shell without shell rights (403), or that
+        resumes a session no command of this project ran in (404)."""
+        grants = shell_grants(spec.permission_mode, spec.allowed_tools)
+        if grants and not _may_run_claude_shell(key, project):
+            grant = grants[0]
+            raise Forbidden(
+                f"{grant.reason} {', '.join(grant.values)!r} lets Claude run any program: it "
+                "needs the commands:shell scope or the project's allow_claude_shell",
+                details={"reason": grant.reason, "values": list(grant.values)},
+            )
+        if spec.resume_session:
+            session = policy.check_session_id(spec.resume_session)
+            if not await self._store.has_claude_session(project.id, session):
+                raise NotFound(
+                    f"no command of project {project.id} ran in Claude session {session}",
+                    details={"field": "resume_session"},
+                )
 
     async def submit(self, sub: Submission, *, key: ApiKey, actor: Actor) -> Submitted:
         if not self.accepting:
@@ -213,6 +235,14 @@ class CommandService:
         return self._log.read_output(cmd.id)
 
 
+def _may_run_claude_shell(key: ApiKey, project: Project) -> bool:
+    """Shell rights: the project says Claude may have them, or the key may run shell commands
+    here itself (admin counts; a project that refuses shell commands refuses them to Claude)."""
+    if project.allow_claude_shell:
+        return True
+    return key.has_scope(Scope.COMMANDS_SHELL) and CommandKind.SHELL in project.allowed_kinds
+
+
 def _hash_request(sub: Submission) -> str:
     canonical = json.dumps(
         {"project": sub.project_id, "kind": sub.kind.value, "body": sub.body or {}},
@@ -223,10 +253,9 @@ def _hash_request(sub: Submission) -> str:
 
 
 def _audit_argv(cmd: Command) -> list[str]:
-    """The argv as audited: a Claude prompt is shortened, everything else kept."""
-    if cmd.kind is CommandKind.CLAUDE and len(cmd.argv) > 2:
-        return [cmd.argv[0], cmd.argv[1], policy.shorten(cmd.argv[2], 120), *cmd.argv[3:]]
-    return [policy.shorten(a, 500) for a in cmd.argv]
+    """The argv as audited: a Claude prompt is cut to 120 characters, every item to 500."""
+    prompt = claude_prompt_index(cmd.argv) if cmd.kind is CommandKind.CLAUDE else None
+    return [policy.shorten(a, 120 if i == prompt else 500) for i, a in enumerate(cmd.argv)]
 
 
 def build_shell_argv(

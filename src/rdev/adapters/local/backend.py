@@ -1,5 +1,10 @@
 """Projects as folders under a root; `project.toml` in a folder tunes its project (parsed by
-`domain.settings`, so an invalid file leaves the project `failed`, never with defaults)."""
+`domain.settings`, so an invalid file leaves the project `failed`, never with defaults).
+
+Every command runs as the server's user with the server's HOME, so the Claude CLI would keep
+one state (sessions, transcripts, settings) for all projects, and a key granted one project
+could resume another's conversation. Claude therefore gets a config dir per project, outside
+the workspace: `CLAUDE_CONFIG_DIR=<claude_state>/<project>` whenever the claude binary runs."""
 
 from __future__ import annotations
 
@@ -24,9 +29,18 @@ CONFIG_FILE = "project.toml"
 class LocalBackend:
     name = "local"
 
-    def __init__(self, root: Path, *, cache_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        cache_seconds: float = 1.0,
+        claude_bin: str | None = None,
+        claude_state: Path | None = None,
+    ) -> None:
         self._root = root
         self._cache_seconds = cache_seconds
+        self._claude_bin = claude_bin
+        self._claude_state = claude_state
         # (read at, root folder mtime, projects): project.toml edits show within cache_seconds,
         # new or removed folders at once (they change the root's mtime)
         self._cache: tuple[float, float, dict[str, Project]] | None = None
@@ -87,7 +101,15 @@ class LocalBackend:
         workdir = self._inside(project, cwd or "")
         if not workdir.is_dir():
             raise InvalidInput(f"cwd {cwd!r} is not a directory", details={"field": "cwd"})
+        env = {**env, **await self._claude_env(project, argv)}
         return await start_process(argv, cwd=str(workdir), env=scrubbed_env(env), stdin=stdin)
+
+    async def _claude_env(self, project: Project, argv: Sequence[str]) -> dict[str, str]:
+        if self._claude_state is None or not argv or argv[0] != self._claude_bin:
+            return {}
+        state = self._claude_state / project.id
+        await asyncio.to_thread(state.mkdir, mode=0o700, parents=True, exist_ok=True)
+        return {"CLAUDE_CONFIG_DIR": str(state.resolve())}
 
     async def list_dir(self, project: Project, path: str) -> list[str]:
         folder = self._inside(project, path)

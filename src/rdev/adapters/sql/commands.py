@@ -288,11 +288,12 @@ class SqlCommandStore:
         }
         if finish.claude is not None:
             values |= {
-                "claude_session_id": finish.claude.session_id,
                 "claude_cost_usd": finish.claude.total_cost_usd,
                 "claude_num_turns": finish.claude.num_turns,
                 "claude_is_error": finish.claude.is_error,
             }
+            if finish.claude.session_id is not None:  # never forget one recorded at init
+                values["claude_session_id"] = finish.claude.session_id
 
         def finish_(conn: Connection) -> bool:
             result = conn.execute(_FINISH, {"b_id": command_id, **values})
@@ -311,6 +312,19 @@ class SqlCommandStore:
             c.status == CommandStatus.RUNNING.value, c.lease_expires_at < now
         )
         return await self._db.read(lambda conn: [_row_to_command(r) for r in conn.execute(q)])
+
+    async def record_claude_session(self, command_id: str, session_id: str) -> None:
+        q = update(commands).where(c.id == command_id).values(claude_session_id=session_id)
+        await self._db.write(lambda conn: conn.execute(q))
+
+    async def has_claude_session(self, project_id: str, session_id: str) -> bool:
+        # ix_commands_project narrows the search to the project's commands
+        q = (
+            select(c.id)
+            .where(c.project_id == project_id, c.claude_session_id == session_id)
+            .limit(1)
+        )
+        return await self._db.read(lambda conn: conn.execute(q).first() is not None)
 
 
 def _first(result: Any) -> Command | None:

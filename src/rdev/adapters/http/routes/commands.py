@@ -59,9 +59,10 @@ async def run_claude(
     project_id: str, body: ClaudeBody, request: Request,
     caller: ClaudeRun, svc: Services, idem: IdempotencyKey = None,
 ) -> JSONResponse:  # fmt: skip
-    await svc.commands.project_for(caller.key, project_id, CommandKind.CLAUDE)
+    project = await svc.commands.project_for(caller.key, project_id, CommandKind.CLAUDE)
     spec = ClaudeSpec(**body.model_dump(exclude={"timeout_seconds", "priority"}))
     argv = claude_argv(svc.commands.claude_bin, spec)
+    await svc.commands.check_claude(caller.key, project, spec)
     sub = _common(body, project_id, CommandKind.CLAUDE, argv, idem)
     return await _submit(svc, caller, request, sub)
 

@@ -1,0 +1,147 @@
+"""A tiny stand-in for the Anthropic Messages API, so the real Claude Code CLI can run offline.
+
+`POST /v1/messages` answers every request with one text block, `You said: <last prompt>`,
+streamed as the real API streams it (message_start, content_block_start/delta/stop,
+message_delta with usage, message_stop) or as one JSON message when `stream` is false. It
+records what the model was given: each request's system prompt and its user turns as plain
+text, leaving out `role: "system"` turns and the CLI's `<system-reminder>` blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class Turn:
+    """One request as the model saw it."""
+
+    system: str
+    user_texts: list[str]
+    model: str
+
+
+@dataclass
+class FakeAnthropic:
+    url: str = ""
+    turns: list[Turn] = field(default_factory=list)
+    other_paths: list[str] = field(default_factory=list)
+
+    def prompts(self) -> list[str]:
+        """The last user text of every request, in order."""
+        return [t.user_texts[-1] for t in self.turns if t.user_texts]
+
+
+def _texts(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    out = []
+    for block in content or []:
+        if isinstance(block, dict) and block.get("type") == "text":
+            text = str(block.get("text", ""))
+            if not text.lstrip().startswith("<system-reminder>"):
+                out.append(text)
+    return out
+
+
+def _system(value: Any) -> str:
+    return "\n".join(_texts(value)) if not isinstance(value, str) else value
+
+
+def _turn(body: dict[str, Any]) -> Turn:
+    user_texts = []
+    for message in body.get("messages", []):
+        if message.get("role") == "user":
+            user_texts += _texts(message.get("content"))
+    return Turn(_system(body.get("system")), user_texts, str(body.get("model", "")))
+
+
+def _sse(kind: str, data: dict[str, Any]) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+
+_END = {"stop_reason": "end_turn", "stop_sequence": None}
+
+
+def _events(model: str, text: str) -> list[bytes]:
+    usage = {"input_tokens": 12, "output_tokens": 1, "cache_creation_input_tokens": 0,
+             "cache_read_input_tokens": 0}  # fmt: skip
+    message = {"id": "msg_stand_in", "type": "message", "role": "assistant", "model": model,
+               "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}  # fmt: skip
+    return [
+        _sse("message_start", {"message": message}),
+        _sse("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        _sse("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}}),
+        _sse("content_block_stop", {"index": 0}),
+        _sse("message_delta", {"delta": _END, "usage": {"output_tokens": 7}}),
+        _sse("message_stop", {}),
+    ]
+
+
+def build_app(state: FakeAnthropic) -> Starlette:
+    async def messages(request: Request) -> Response:
+        body = await request.json()
+        turn = _turn(body)
+        state.turns.append(turn)
+        text = f"You said: {turn.user_texts[-1] if turn.user_texts else ''}"
+        if not body.get("stream"):
+            content = [{"type": "text", "text": text}]
+            usage = {"input_tokens": 12, "output_tokens": 7}
+            return JSONResponse(
+                {
+                    "id": "msg_stand_in",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": turn.model,
+                    "content": content,
+                    "usage": usage,
+                    **_END,
+                }
+            )
+
+        async def stream() -> AsyncIterator[bytes]:
+            for event in _events(turn.model, text):
+                yield event
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def other(request: Request) -> Response:
+        state.other_paths.append(request.url.path)
+        return JSONResponse({"type": "error", "error": {"type": "not_found_error"}}, 404)
+
+    return Starlette(
+        routes=[
+            Route("/v1/messages", messages, methods=["POST"]),
+            Route("/{path:path}", other, methods=["GET", "POST", "PUT", "HEAD"]),
+        ]
+    )
+
+
+@asynccontextmanager
+async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
+    """The stand-in served by uvicorn on an ephemeral loopback port."""
+    state = FakeAnthropic()
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(state), host="127.0.0.1", port=0, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    state.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    try:
+        yield state
+    finally:
+        server.should_exit = True
+        await task

@@ -1,0 +1,128 @@
+"""The real Claude Code CLI behind rdev, offline: it talks to tests/claude_api.py on loopback.
+
+Shows with the real option parser that prompts which look like options reach the model as
+prompt text, that a session is resumed only within its project, and (local backend) that each
+project's transcripts live in its own config dir, not under HOME.
+
+Skipped unless the CLI is found: `RDEV_TEST_CLAUDE_BIN`, else `claude` on PATH (for example
+`npm install --prefix DIR @anthropic-ai/claude-code`, then DIR/node_modules/.bin/claude)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.claude_api import FakeAnthropic, fake_anthropic
+from tests.e2e.conftest import Launch
+from tests.support import Running, read_sse, wait_status
+
+
+def _real_cli() -> str | None:
+    found = os.environ.get("RDEV_TEST_CLAUDE_BIN") or shutil.which("claude")
+    if not found or not os.access(found, os.X_OK):
+        return None
+    try:
+        out = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return found if "Claude Code" in out.stdout else None
+
+
+REAL_CLI = _real_cli()
+pytestmark = pytest.mark.skipif(
+    REAL_CLI is None,
+    reason="the real Claude Code CLI was not found: set RDEV_TEST_CLAUDE_BIN "
+    "(npm install --prefix DIR @anthropic-ai/claude-code; DIR/node_modules/.bin/claude)",
+)
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeAnthropic]:
+    async with fake_anthropic() as state:
+        yield state
+
+
+@pytest.fixture
+def claude_bin(tmp_path: Path, api: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> str:
+    """What an operator would set as RDEV_CLAUDE_BIN: a wrapper giving the CLI its API
+    settings (rdev hands commands a scrubbed environment). HOME is a fresh folder, so the test
+    can show the CLI keeps nothing there; CLAUDE_CONFIG_DIR defaults to one for the
+    Kubernetes backend, where rdev sets none (the pod is the project's)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    wrapper = tmp_path / "claude-wrapper"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"export ANTHROPIC_BASE_URL={api.url} ANTHROPIC_API_KEY=sk-ant-dummy\n"
+        "export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 CLAUDE_CODE_MAX_RETRIES=0\n"
+        "export DISABLE_AUTOUPDATER=1 IS_SANDBOX=1\n"
+        f': "${{CLAUDE_CONFIG_DIR:={tmp_path / "pod-claude"}}}"\n'
+        "export CLAUDE_CONFIG_DIR\n"
+        f'exec {REAL_CLI} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+async def _run(rdev: Running, project: str, body: dict[str, Any]) -> dict[str, Any]:
+    resp = await rdev.admin.post(f"/projects/{project}/claude", json=body)
+    assert resp.status_code == 201, resp.text
+    cmd = resp.json()["data"]
+    done = await wait_status(rdev.admin, cmd["command_id"], "succeeded", "failed", timeout=120)
+    events = await read_sse(rdev.admin, cmd["events_url"])
+    done["messages"] = [e.data for e in events if e.event == "message"]
+    assert done["status"] == "succeeded", (done, [e.data for e in events])
+    return done
+
+
+PROMPTS = [
+    "--version",
+    "- fix the failing test",
+    "-c",
+    "--",
+    "auth",
+    "--dangerously-skip-permissions",
+]
+
+
+async def test_prompts_that_look_like_options_reach_the_model_as_prompts(
+    launch: Launch, claude_bin: str, api: FakeAnthropic
+) -> None:
+    async with launch({"p": {}}, claude_bin=claude_bin) as rdev:
+        for prompt in PROMPTS:
+            before = len(api.turns)
+            done = await _run(rdev, "p", {"prompt": prompt, "append_system_prompt": "-c --x=y"})
+            init, result = done["messages"][0], done["messages"][-1]
+            assert init["subtype"] == "init" and init["permissionMode"] == "default"
+            assert result["result"] == f"You said: {prompt}"
+            turns = api.turns[before:]
+            assert [t.user_texts[-1] for t in turns] == [prompt]
+            assert "-c --x=y" in turns[0].system
+
+
+async def test_sessions_resume_within_their_project_only(
+    launch: Launch, backend: str, claude_bin: str, api: FakeAnthropic, tmp_path: Path
+) -> None:
+    async with launch({"p": {}, "q": {}}, claude_bin=claude_bin) as rdev:
+        first = await _run(rdev, "p", {"prompt": "remember the word heron"})
+        session = first["session_id"]
+        refused = await rdev.admin.post(
+            "/projects/q/claude", json={"prompt": "what was the word?", "resume_session": session}
+        )
+        assert refused.status_code == 404, refused.text
+        again = await _run(rdev, "p", {"prompt": "what was the word?", "resume_session": session})
+        assert again["session_id"] == session
+        assert api.turns[-1].user_texts == ["remember the word heron", "what was the word?"]
+        if backend == "local":
+            state = rdev.app.settings.data_dir / "claude"
+            assert list((state / "p").glob(f"projects/*/{session}.jsonl"))
+            assert not list(state.glob(f"q/projects/*/{session}.jsonl"))
+            assert not (tmp_path / "home" / ".claude").exists()
+            assert not (tmp_path / "home" / ".claude.json").exists()
