@@ -92,6 +92,8 @@ def test_every_option_is_joined_to_its_value() -> None:
         "--print",
         "--output-format=stream-json",
         "--verbose",
+        "--setting-sources=user",
+        "--strict-mcp-config",
         "--model=claude-sonnet-4-5[1m]",
         "--max-turns=3",
         "--permission-mode=plan",
@@ -103,6 +105,7 @@ def test_every_option_is_joined_to_its_value() -> None:
     )
     parsed = parse(argv)
     assert parsed["resume"] == SID and parsed["max_turns"] == "3"
+    assert parsed["setting_sources"] == "user" and parsed["strict_mcp_config"] is True
     assert parsed["allowedTools"] == "Bash(git status:*),Read,Edit(src/**)"
 
 
@@ -235,3 +238,13 @@ def test_shell_grants_name_the_fields_and_values() -> None:
         ("allowed_tools", ("Bash", "*")),
     ]
     assert [g.reason for g in shell_grants("default", ["Bash(*)"])] == ["allowed_tools"]
+
+
+def test_workspace_settings_and_mcp_servers_load_only_in_a_project_that_trusts_them() -> None:
+    """Hooks in `.claude/settings.json` and servers in `.mcp.json` are programs, and the
+    workspace can be written by git and shell keys or by Claude's edit tools."""
+    spec = ClaudeSpec(prompt="hi")
+    untrusted = parse(claude_argv("claude", spec))
+    assert untrusted["setting_sources"] == "user" and untrusted["strict_mcp_config"] is True
+    trusted = parse(claude_argv("claude", spec, workspace_config=True))
+    assert trusted["setting_sources"] is None and trusted["strict_mcp_config"] is False

@@ -19,14 +19,27 @@ class ClaudeSpec:
     append_system_prompt: str | None = None
 
 
-def claude_argv(binary: str, spec: ClaudeSpec) -> tuple[str, ...]:
+# What the workspace may not configure unless the project trusts it: its `.claude/settings*.json`
+# (hooks are programs; permission rules widen tools) and its `.mcp.json` (servers are programs).
+WORKSPACE_CONFIG_OFF = ("--setting-sources=user", "--strict-mcp-config")
+
+
+def claude_argv(
+    binary: str, spec: ClaudeSpec, *, workspace_config: bool = False
+) -> tuple[str, ...]:
     """`claude --print --output-format=stream-json --verbose [--opt=VALUE...] -- PROMPT`.
 
     No client value can be read as an option, by construction: every value is joined to its
     option with `=` (so `--model=-c` is the model "-c"), and the prompt is the one operand,
-    after `--`, which ends option parsing. Nothing passes through a shell."""
+    after `--`, which ends option parsing. Nothing passes through a shell.
+
+    Files in the workspace can be written by other keys (git, shell) and by Claude's own edit
+    tools, so settings and MCP servers from the workspace load only when `workspace_config`
+    (the project's `allow_claude_shell`) says the project trusts them."""
     prompt = policy.check_text(spec.prompt, field="prompt", limit=policy.MAX_PROMPT_BYTES)
     argv = [binary, "--print", "--output-format=stream-json", "--verbose"]
+    if not workspace_config:
+        argv += WORKSPACE_CONFIG_OFF
     if spec.model:
         argv.append("--model=" + policy.check_model(spec.model))
     if spec.max_turns is not None:

@@ -61,7 +61,7 @@ async def run_claude(
 ) -> JSONResponse:  # fmt: skip
     project = await svc.commands.project_for(caller.key, project_id, CommandKind.CLAUDE)
     spec = ClaudeSpec(**body.model_dump(exclude={"timeout_seconds", "priority"}))
-    argv = claude_argv(svc.commands.claude_bin, spec)
+    argv = claude_argv(svc.commands.claude_bin, spec, workspace_config=project.allow_claude_shell)
     await svc.commands.check_claude(caller.key, project, spec)
     sub = _common(body, project_id, CommandKind.CLAUDE, argv, idem)
     return await _submit(svc, caller, request, sub)
