@@ -4,8 +4,9 @@ Shows with the real option parser that prompts which look like options reach the
 prompt text, that a session is resumed only within its project, and (local backend) that each
 project's transcripts live in its own config dir, not under HOME.
 
-Skipped unless the CLI is found: `RDEV_TEST_CLAUDE_BIN`, else `claude` on PATH (for example
-`npm install --prefix DIR @anthropic-ai/claude-code`, then DIR/node_modules/.bin/claude)."""
+The CLI is found at `RDEV_TEST_CLAUDE_BIN`, else `.tools/claude-cli` (`make claude-cli` installs
+the pinned version there; `make test` does it when npm is present), else `claude` on PATH.
+Without it these tests skip locally and fail under CI=true."""
 
 from __future__ import annotations
 
@@ -24,7 +25,12 @@ from tests.support import Running, read_sse, wait_status
 
 
 def _real_cli() -> str | None:
-    found = os.environ.get("RDEV_TEST_CLAUDE_BIN") or shutil.which("claude")
+    pinned = Path(__file__).parents[2] / ".tools/claude-cli/node_modules/.bin/claude"
+    found = (
+        os.environ.get("RDEV_TEST_CLAUDE_BIN")
+        or (str(pinned) if pinned.exists() else None)
+        or shutil.which("claude")
+    )
     if not found or not os.access(found, os.X_OK):
         return None
     try:
@@ -35,11 +41,19 @@ def _real_cli() -> str | None:
 
 
 REAL_CLI = _real_cli()
-pytestmark = pytest.mark.skipif(
-    REAL_CLI is None,
-    reason="the real Claude Code CLI was not found: set RDEV_TEST_CLAUDE_BIN "
-    "(npm install --prefix DIR @anthropic-ai/claude-code; DIR/node_modules/.bin/claude)",
+_MISSING = (
+    "the real Claude Code CLI was not found: run `make claude-cli` (npm), or set "
+    "RDEV_TEST_CLAUDE_BIN to a claude binary"
 )
+if REAL_CLI is None and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    pytestmark = pytest.mark.usefixtures("_fail_without_cli")
+else:
+    pytestmark = pytest.mark.skipif(REAL_CLI is None, reason=_MISSING)
+
+
+@pytest.fixture
+def _fail_without_cli() -> None:
+    pytest.fail(f"CI requires the real Claude Code CLI: {_MISSING}", pytrace=False)
 
 
 @pytest.fixture

@@ -159,11 +159,11 @@ async def test_config_planted_by_an_include_is_seen_and_refused(
     assert marks(tmp_path) == []
 
 
+# local only: on Kubernetes the pod's file system is the boundary
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
 async def test_a_workspace_that_is_not_a_repository_never_reaches_an_enclosing_one(
-    git: GitKey, rdev: Running, backend: str
+    git: GitKey, rdev: Running
 ) -> None:
-    if backend != "local":
-        pytest.skip("on Kubernetes the pod's file system is the boundary")
     root = rdev.workspace("demo").parent
     plant(root, "init", "-q")
     status, out, _ = await git.run("status")
