@@ -101,7 +101,9 @@ def _refuse_dangerous(command: str) -> None:
     pattern = dangerous_pattern(command)
     if pattern is not None:
         raise CommandRejected(
-            f"command contains the forbidden pattern {pattern!r}", details={"pattern": pattern}
+            f"command contains the forbidden pattern {pattern!r}",
+            details={"pattern": pattern},
+            argv=(command,),
         )
 
 
@@ -113,6 +115,7 @@ def check_git_args(args: Sequence[str]) -> tuple[str, ...]:
         raise CommandRejected(
             f"git subcommand {args[0]!r} is not allowed",
             details={"subcommand": args[0], "allowed": sorted(GIT_SUBCOMMANDS)},
+            argv=("git", *args),
         )
     return ("git", *args)
 

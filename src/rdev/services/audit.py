@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from rdev.domain.models import ApiKey, AuditEntry, Page
-from rdev.ports import AuditFilter, AuditGrant, AuditLog
+from rdev.domain.models import ApiKey, AuditEntry, Command, Page
+from rdev.ports import AuditFilter, AuditGrant, AuditLog, Finish
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,22 @@ class AuditService:
     ) -> None:
         """`project` is the project the entry is about (it decides who may read the entry);
         it is also kept in details, where readers found it before."""
+        await self.write(
+            action, actor=actor, target=target, outcome=outcome, project=project, details=details
+        )
+
+    async def write(
+        self,
+        action: str,
+        *,
+        actor: Actor,
+        details: dict[str, Any],
+        target: str | None = None,
+        outcome: str = "ok",
+        project: str | None = None,
+    ) -> None:
+        """`record` with details as one dict, which may name a project of its own (a denied
+        one, say) besides the one the entry is about."""
         if project is not None:
             details = {"project": project, **details}
         await self._log.append(
@@ -58,6 +74,20 @@ class AuditService:
                 details=details,
                 project=project,
             )
+        )
+
+    async def command_ended(self, command: Command, finish: Finish) -> None:
+        """`command.end`, on behalf of the key that submitted the command. No env, no output."""
+        started = command.started_at or finish.finished_at  # never started: 0, as its stream says
+        await self.record(
+            "command.end",
+            actor=Actor(key_id=command.key_id),
+            target=command.id,
+            project=command.project_id,
+            kind=command.kind.value,
+            status=finish.status.value,
+            exit_code=finish.exit_code,
+            duration_ms=int((finish.finished_at - started).total_seconds() * 1000),
         )
 
     async def list(self, flt: AuditFilter, *, by: ApiKey) -> Page[AuditEntry]:
