@@ -175,7 +175,7 @@ def build(
         ),
         streams=hub,
         claude_config=ClaudeConfigService(backend, audit),
-        refusals=RefusalAudit(audit, limits),
+        refusals=RefusalAudit(audit, limits.refusal_entry_allowed),
         heartbeat_seconds=settings.sse_heartbeat_seconds,
     )
     app = App(settings, store, backend, bus, hub, dispatcher, services, demo=demo)

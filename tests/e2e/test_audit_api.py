@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from rdev.domain import keys as keyfmt
+from rdev.ports import AuditFilter
 from tests.e2e.conftest import Launch
 from tests.support import Running, eventually, wait_status
 
@@ -227,3 +228,43 @@ async def test_every_command_end_is_audited(launch: Launch) -> None:
             assert isinstance(d["duration_ms"], int) and d["duration_ms"] >= 0
         assert found[slow]["details"]["duration_ms"] >= 1000
         assert found[queued]["details"]["duration_ms"] == 0
+
+
+# nothing secret
+
+
+async def test_the_audit_log_never_holds_a_secret(rdev: Running) -> None:
+    """Every action that touches a secret, then the whole log, raw from the database and
+    through the API, searched for each secret in every form it could take."""
+    env_value = f"env-secret-{uuid.uuid4().hex}"
+    made = (await rdev.admin.post("/keys", json={"name": "s", "scopes": ["commands:shell"]})).json()
+    rotated = (await rdev.admin.post(f"/keys/{made['data']['id']}/rotate")).json()["data"]["key"]
+    user = rdev.client(rotated)
+    ok = await shell(user, "demo", "true", env={"TOKEN": env_value})
+    await user.post("/projects/demo/shell", json={"argv": ["true"], "env": {"PATH": env_value}})
+    await user.get("/audit")  # denied: no audit:read
+    wrong = keyfmt.format_key(made["data"]["id"], keyfmt.new_secret())
+    await rdev.client(wrong).get("/projects")  # a failed sign-in with a real id
+    await rdev.client(made["data"]["key"]).get("/projects")  # the rotated-out secret
+    await wait_status(rdev.admin, ok, "succeeded")
+    await eventually(lambda: _has_end(rdev, ok))
+
+    secrets = [made["data"]["key"], rotated, wrong, rdev.admin_key]
+    needles = {env_value}
+    for raw in secrets:
+        secret = keyfmt.parse_key(raw)[1]  # type: ignore[index]
+        needles |= {raw, secret, keyfmt.hash_secret(secret)}
+    page = await rdev.app.store.audit_log.list(AuditFilter(limit=10_000))
+    actions = {e.action for e in page.items}
+    assert {"key.create", "key.rotate", "command.submit", "command.end", "command.rejected",
+            "access.denied", "auth.failure"} <= actions  # fmt: skip
+    raw_log = repr(page.items)
+    api_log = (await rdev.admin.get("/audit", params={"limit": 500})).text
+    for needle in needles:
+        assert needle not in raw_log
+        assert needle not in api_log
+    assert "rdev_sk_" not in raw_log + api_log
+
+
+async def _has_end(rdev: Running, command_id: str) -> bool:
+    return any(e["target"] == command_id for e in await audit(rdev.admin, action="command.end"))

@@ -12,12 +12,12 @@ rides on the next entry written for the same bucket, as `suppressed`."""
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from starlette.requests import Request
 
-from rdev.adapters.http.ratelimit import Limits
 from rdev.domain import policy
 from rdev.domain.errors import CommandRejected, Forbidden, RdevError
 from rdev.domain.models import CommandKind
@@ -32,9 +32,11 @@ _KINDS = {k.value for k in CommandKind}
 
 
 class RefusalAudit:
-    def __init__(self, audit: AuditService, limits: Limits) -> None:
+    def __init__(self, audit: AuditService, allow: Callable[..., Awaitable[bool]]) -> None:
+        """`allow(key, action, reason)`: whether one more entry fits this minute's allowance
+        (`Limits.refusal_entry_allowed`)."""
         self._audit = audit
-        self._limits = limits
+        self._allow = allow
         self._suppressed: dict[tuple[str, str, str], int] = {}
 
     async def record(self, request: Request, exc: RdevError) -> None:
@@ -71,7 +73,7 @@ class RefusalAudit:
         key_id = getattr(state, "key_id", None)
         actor = Actor(key_id=key_id, client_ip=state.client_ip, request_id=state.request_id)
         bucket = (key_id or f"ip:{actor.client_ip}", action, reason)
-        if not await self._limits.refusal_entry_allowed(*bucket):
+        if not await self._allow(*bucket):
             self._count(bucket)
             return
         suppressed = self._suppressed.pop(bucket, 0)
