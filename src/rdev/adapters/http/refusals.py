@@ -11,7 +11,6 @@ rides on the next entry written for the same bucket, as `suppressed`."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ import structlog
 from starlette.requests import Request
 
 from rdev.domain import policy
-from rdev.domain.errors import CommandRejected, Forbidden, RdevError
+from rdev.domain.errors import CommandRejected, Forbidden, InvalidInput, RdevError
 from rdev.domain.models import CommandKind
 from rdev.services.audit import Actor, AuditService
 
@@ -27,7 +26,6 @@ log = structlog.get_logger(__name__)
 
 _MAX_BUCKETS = 10_000  # suppressed counts kept; beyond, the oldest counts are dropped
 _MAX_ARGS = 16
-_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # what policy.check_name accepts
 _KINDS = {k.value for k in CommandKind}
 
 
@@ -79,20 +77,23 @@ class RefusalAudit:
         suppressed = self._suppressed.pop(bucket, 0)
         if suppressed:
             details["suppressed"] = suppressed
-        # a refusal is about the project its request names, if a well-formed one
-        project = request.path_params.get("project_id")
         await self._audit.write(
-            action,
-            actor=actor,
-            outcome="denied",
-            project=project if isinstance(project, str) and _PROJECT.match(project) else None,
-            details=details,
+            action, actor=actor, outcome="denied", project=_project(request), details=details
         )
 
     def _count(self, bucket: tuple[str, str, str]) -> None:
         if bucket not in self._suppressed and len(self._suppressed) >= _MAX_BUCKETS:
             self._suppressed.pop(next(iter(self._suppressed)))
         self._suppressed[bucket] = self._suppressed.get(bucket, 0) + 1
+
+
+def _project(request: Request) -> str | None:
+    """A refusal is about the project its request names, if that is a well-formed name."""
+    name = request.path_params.get("project_id")
+    try:
+        return policy.check_name(name) if isinstance(name, str) else None
+    except InvalidInput:
+        return None
 
 
 def _short(details: dict[str, Any]) -> dict[str, Any]:
