@@ -5,6 +5,7 @@ commands, every command's end. Nothing it records is a secret."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -27,11 +28,11 @@ async def audit(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]
     return data
 
 
-async def all_pages(client: httpx.AsyncClient, limit: int) -> list[dict[str, Any]]:
+async def all_pages(client: httpx.AsyncClient, limit: int, **flt: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     cursor = None
     while True:
-        params = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+        params = {"limit": limit, **flt} | ({"cursor": cursor} if cursor else {})
         body = (await client.get("/audit", params=params)).json()
         out += body["data"]
         cursor = body["meta"]["next_cursor"]
@@ -60,6 +61,8 @@ async def test_a_project_restricted_reader_sees_only_its_projects_and_itself(
     )
     marker = f"b-only-{uuid.uuid4().hex[:8]}"
     async with launch(projects={"a": {}, "b": {}}, **overrides) as rdev:
+        # the PostgreSQL database is shared by the session: look only at this test's entries
+        since = {"since": datetime.now(UTC).isoformat()}
         reader_raw = await rdev.new_key(scopes=["audit:read", "commands:shell", "commands:read"],
                                         projects=["a"])  # fmt: skip
         reader = rdev.client(reader_raw)
@@ -73,8 +76,8 @@ async def test_a_project_restricted_reader_sees_only_its_projects_and_itself(
         for cid in (in_a, in_b, mine):
             await wait_status(rdev.admin, cid, "succeeded")
 
-        everything = await audit(rdev.admin)
-        seen = await audit(reader)
+        everything = await audit(rdev.admin, **since)
+        seen = await audit(reader, **since)
         assert marker in str(everything)
         assert marker not in str(seen)
         assert seen, "the reader sees something"
@@ -86,7 +89,7 @@ async def test_a_project_restricted_reader_sees_only_its_projects_and_itself(
         expected = [e for e in everything if e["project"] == "a" or e["key_id"] == me]
         assert seen == expected
         for limit in (1, 2, 5):  # the filter is in the query: pages stay whole
-            assert await all_pages(reader, limit) == seen
+            assert await all_pages(reader, limit, **since) == seen
 
 
 async def test_an_unrestricted_reader_sees_every_entry(rdev: Running) -> None:
