@@ -83,7 +83,7 @@ class Running:
 
     async def new_key(self, **fields: Any) -> str:
         fields.setdefault("name", "test")
-        issued = await self.app.services.keys.issue(NewKey(**fields), actor=SYSTEM)
+        issued = await self.app.services.keys.issue(NewKey(**fields), actor=SYSTEM, by=None)
         return issued.secret
 
 
@@ -104,7 +104,9 @@ async def serve(
             task.result()
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
-    issued = await app.services.keys.issue(NewKey(name="admin", scopes=["admin"]), actor=SYSTEM)
+    issued = await app.services.keys.issue(
+        NewKey(name="admin", scopes=["admin"]), actor=SYSTEM, by=None
+    )
     netloc = f"[{host}]" if ":" in host else host
     running = Running(app, f"http://{netloc}:{port}", issued.secret)
     try:

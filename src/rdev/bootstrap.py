@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from rdev.adapters.bus.memory import InProcessBus
 from rdev.adapters.http.app import create_app
 from rdev.adapters.http.ratelimit import Limits
+from rdev.adapters.http.refusals import RefusalAudit
 from rdev.adapters.http.state import HttpServices
 from rdev.adapters.local.backend import LocalBackend
 from rdev.adapters.local.demo import ensure_demo_project
@@ -146,8 +147,15 @@ def build(
             max_output_bytes=settings.max_output_bytes,
         ),
         clock=clock,
+        on_end=audit.command_ended,
     )
     readiness = Readiness({"database": store.db.ping, "backend": backend.check})
+    limits = Limits(
+        rps=settings.rate_limit_rps,
+        auth_failures_per_minute=settings.auth_failures_per_minute,
+        redis_url=settings.redis_url,
+        refusal_entries_per_minute=settings.audit_refusals_per_minute,
+    )
     services = HttpServices(
         keys=KeyService(
             store.keys, audit, bus, clock=clock, cache_seconds=settings.key_cache_seconds
@@ -155,11 +163,7 @@ def build(
         audit=audit,
         projects=ProjectService(backend),
         readiness=readiness,
-        limits=Limits(
-            rps=settings.rate_limit_rps,
-            auth_failures_per_minute=settings.auth_failures_per_minute,
-            redis_url=settings.redis_url,
-        ),
+        limits=limits,
         commands=CommandService(
             store=store.commands,
             log=store.events,
@@ -175,6 +179,7 @@ def build(
         ),
         streams=hub,
         claude_config=ClaudeConfigService(backend, audit),
+        refusals=RefusalAudit(audit, limits.refusal_entry_allowed),
         heartbeat_seconds=settings.sse_heartbeat_seconds,
     )
     app = App(settings, store, backend, bus, hub, dispatcher, services, demo=demo)

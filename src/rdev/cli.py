@@ -67,7 +67,7 @@ def _first_admin_key(settings: Settings) -> None:
             if await store.keys.list():
                 return None
             issued = await _key_service(store, settings).issue(
-                NewKey(name="demo-admin", scopes=["admin"]), actor=SYSTEM
+                NewKey(name="demo-admin", scopes=["admin"]), actor=SYSTEM, by=None
             )
             return issued.secret
         finally:
@@ -154,7 +154,7 @@ def keys_create(
         allowed_ips=allow_ip or (),
         expires_at=expires,
     )
-    issued = _with_keys(lambda svc: svc.issue(new, actor=SYSTEM))
+    issued = _with_keys(lambda svc: svc.issue(new, actor=SYSTEM, by=None))
     err.print(f"created key {issued.key.id} ({name}); the secret is shown once:")
     print(issued.secret)
 
@@ -162,7 +162,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys (never secrets)."""
-    keys = _with_keys(lambda svc: svc.list())
+    keys = _with_keys(lambda svc: svc.list(by=None))
     table = Table("id", "name", "scopes", "projects", "expires", "revoked")
     for k in keys:
         table.add_row(
@@ -175,14 +175,14 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key."""
-    _with_keys(lambda svc: svc.revoke(key_id, actor=SYSTEM))
+    _with_keys(lambda svc: svc.revoke(key_id, actor=SYSTEM, by=None))
     err.print(f"revoked {key_id}")
 
 
 @keys_app.command("rotate")
 def keys_rotate(key_id: str) -> None:
     """Issue a new secret for a key; the old one stops working."""
-    issued = _with_keys(lambda svc: svc.rotate(key_id, actor=SYSTEM))
+    issued = _with_keys(lambda svc: svc.rotate(key_id, actor=SYSTEM, by=None))
     err.print(f"rotated {key_id}; the new secret is shown once:")
     print(issued.secret)
 

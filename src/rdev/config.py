@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(
         20, ge=1, validation_alias=_env("RDEV_AUTH_FAILURES_PER_MINUTE")
     )
+    audit_refusals_per_minute: int = Field(
+        10, ge=1, validation_alias=_env("RDEV_AUDIT_REFUSALS_PER_MINUTE")
+    )
     concurrent_commands: int = Field(5, ge=1, validation_alias=_env("CONCURRENT_COMMANDS"))
     replica_max_commands: int = Field(50, ge=1, validation_alias=_env("RDEV_REPLICA_MAX_COMMANDS"))
     max_queue: int = Field(100, ge=1, validation_alias=_env("RDEV_MAX_QUEUE"))

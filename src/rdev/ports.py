@@ -209,6 +209,15 @@ class EventLog(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class AuditGrant:
+    """What a project-restricted reader may see: entries about `projects`, and entries whose
+    actor is its own key."""
+
+    projects: frozenset[str]
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuditFilter:
     action: str | None = None
     key_id: str | None = None
@@ -216,12 +225,15 @@ class AuditFilter:
     until: datetime | None = None
     cursor: str | None = None
     limit: int = 50
+    grant: AuditGrant | None = None  # None: every entry (an unrestricted reader)
 
 
 class AuditLog(Protocol):
     async def append(self, entry: AuditEntry) -> None: ...
 
-    async def list(self, flt: AuditFilter) -> Page[AuditEntry]: ...
+    async def list(self, flt: AuditFilter) -> Page[AuditEntry]:
+        """Newest first; every condition, `grant` included, applies before the page is cut."""
+        ...
 
 
 Listener = Callable[[str], Awaitable[None] | None]

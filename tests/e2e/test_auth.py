@@ -103,7 +103,7 @@ async def test_missing_scope_is_403(rdev: Running) -> None:
     resp = await client.get("/keys")
     assert resp.status_code == 403
     assert resp.json()["error"]["code"] == "FORBIDDEN"
-    assert resp.json()["error"]["details"] == {"scope": "keys:admin"}
+    assert resp.json()["error"]["details"] == {"reason": "scope", "scope": "keys:admin"}
     assert (await client.get("/audit")).status_code == 403
     assert (await client.get("/projects")).status_code == 200
 

@@ -187,10 +187,10 @@ async def test_keys_need_keys_admin(rdev: Running) -> None:
     ]:
         resp = await plain.request(method, path, json=body)
         assert resp.status_code == 403, (method, path)
-        assert resp.json()["error"]["details"] == {"scope": "keys:admin"}
+        assert resp.json()["error"]["details"] == {"reason": "scope", "scope": "keys:admin"}
     assert (await rdev.client(target["key"]).get("/projects")).status_code == 200
     keys_admin = rdev.client(await rdev.new_key(scopes=["keys:admin"]))
-    made = await keys_admin.post("/keys", json={"name": "y", "scopes": ["projects:read"]})
+    made = await keys_admin.post("/keys", json={"name": "y", "scopes": ["keys:admin"]})
     assert made.status_code == 201
 
 
@@ -226,7 +226,9 @@ async def test_audit_filters_and_pagination(rdev: Running) -> None:
     made = [await create(admin, name=f"k{i}") for i in range(7)]
     other_raw = await rdev.new_key(scopes=["keys:admin"])
     other = rdev.client(other_raw)
-    other_id = (await other.post("/keys", json={"name": "o", "scopes": ["admin"]})).json()["data"]
+    other_id = (await other.post("/keys", json={"name": "o", "scopes": ["keys:admin"]})).json()[
+        "data"
+    ]
     await admin.delete(f"/keys/{made[0]['id']}")
 
     async def page(**params: Any) -> tuple[list[dict[str, Any]], str | None]:
@@ -282,3 +284,142 @@ async def test_audit_rejects_bad_queries(rdev: Running) -> None:
         resp = await rdev.admin.get("/audit", params=params)
         assert resp.status_code == 422, (params, resp.text)
         assert resp.json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+# keys within their authority (issue #8, finding 2)
+
+SOON = datetime.now(UTC) + timedelta(days=1)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+async def _forbidden(resp: httpx.Response) -> dict[str, Any]:
+    assert resp.status_code == 403, resp.text
+    assert resp.json()["error"]["code"] == "FORBIDDEN"
+    details: dict[str, Any] = resp.json()["error"]["details"]
+    return details
+
+
+@pytest.mark.parametrize(
+    ("holder", "body", "details"),
+    [
+        # the reported cases
+        ({"scopes": ["admin"], "projects": ["a"]}, {"scopes": ["admin"]},
+         {"reason": "project", "project": "*"}),
+        ({"scopes": ["keys:admin"]}, {"scopes": ["admin"]}, {"reason": "scope", "scope": "admin"}),
+        # and around them
+        ({"scopes": ["keys:admin", "projects:read"]}, {"scopes": ["projects:read", "audit:read"]},
+         {"reason": "scope", "scope": "audit:read"}),
+        ({"scopes": ["admin"], "projects": ["a"]}, {"scopes": ["projects:read"], "projects": ["b"]},
+         {"reason": "project", "project": "b"}),
+        ({"scopes": ["admin"], "projects": ["a"]},
+         {"scopes": ["projects:read"], "projects": ["a", "b"]},
+         {"reason": "project", "project": "b"}),
+        ({"scopes": ["admin"], "allowed_ips": ["127.0.0.0/8"]}, {"scopes": ["projects:read"]},
+         {"reason": "allowed_ips", "network": "*"}),
+        ({"scopes": ["admin"], "allowed_ips": ["127.0.0.0/8"]},
+         {"scopes": ["projects:read"], "allowed_ips": ["127.0.0.1", "10.0.0.0/8"]},
+         {"reason": "allowed_ips", "network": "10.0.0.0/8"}),
+        ({"scopes": ["admin"], "expires_at": SOON}, {"scopes": ["projects:read"]},
+         {"reason": "expires_at", "not_after": SOON.isoformat()}),
+        ({"scopes": ["admin"], "expires_at": SOON},
+         {"scopes": ["projects:read"], "expires_at": _iso(SOON + timedelta(seconds=1))},
+         {"reason": "expires_at", "not_after": SOON.isoformat()}),
+    ],
+)  # fmt: skip
+async def test_a_key_cannot_create_a_key_beyond_its_authority(
+    rdev: Running, holder: dict[str, Any], body: dict[str, Any], details: dict[str, Any]
+) -> None:
+    client = rdev.client(await rdev.new_key(**holder))
+    resp = await client.post("/keys", json={"name": "too-much", **body})
+    assert await _forbidden(resp) == details
+    assert "too-much" not in {k["name"] for k in (await rdev.admin.get("/keys")).json()["data"]}
+
+
+@pytest.mark.parametrize(
+    ("holder", "body"),
+    [
+        ({"scopes": ["admin"], "projects": ["a", "b"]}, {"scopes": ["admin"], "projects": ["b"]}),
+        ({"scopes": ["keys:admin", "projects:read"]}, {"scopes": ["projects:read"]}),
+        ({"scopes": ["keys:admin"]}, {"scopes": ["keys:admin"]}),
+        ({"scopes": ["admin"], "allowed_ips": ["127.0.0.0/8"]},
+         {"scopes": ["projects:read"], "allowed_ips": ["127.0.0.1"]}),
+        ({"scopes": ["admin"], "expires_at": SOON},
+         {"scopes": ["projects:read"], "expires_at": _iso(SOON - timedelta(hours=1))}),
+        ({"scopes": ["admin"], "expires_at": SOON},
+         {"scopes": ["projects:read"], "expires_at": _iso(SOON)}),
+    ],
+)  # fmt: skip
+async def test_a_key_creates_keys_within_its_authority(
+    rdev: Running, holder: dict[str, Any], body: dict[str, Any]
+) -> None:
+    client = rdev.client(await rdev.new_key(**holder))
+    made = await create(client, name="fits", **body)
+    assert made["scopes"] == sorted(body["scopes"])
+    assert made["projects"] == sorted(body.get("projects", []))
+
+
+async def test_keys_beyond_authority_are_invisible_and_not_found(rdev: Running) -> None:
+    bounds: dict[str, Any] = {
+        "projects": ["a"], "allowed_ips": ["127.0.0.1"], "expires_at": _iso(SOON),
+    }  # fmt: skip
+    holder_raw = await rdev.new_key(
+        scopes=["keys:admin", "projects:read"], **bounds | {"expires_at": SOON}
+    )
+    holder = rdev.client(holder_raw)
+    holder_id = keyfmt.parse_key(holder_raw)[0]  # type: ignore[index]
+    inside = await create(holder, name="inside", **bounds)
+    outside = {
+        "admin": keyfmt.parse_key(rdev.admin_key)[0],  # type: ignore[index]
+        "other project": (await create(rdev.admin, **bounds | {"projects": ["b"]}))["id"],
+        "every project": (await create(rdev.admin, **bounds | {"projects": []}))["id"],
+        "more scopes": (await create(rdev.admin, scopes=["audit:read"], **bounds))["id"],
+        "any address": (await create(rdev.admin, **bounds | {"allowed_ips": []}))["id"],
+        "never expires": (await create(rdev.admin, **bounds | {"expires_at": None}))["id"],
+    }
+    listed = {k["id"] for k in (await holder.get("/keys")).json()["data"]}
+    assert listed == {holder_id, inside["id"]}
+    unknown = await holder.get("/keys/zzzzzzzzzzzz")
+    for label, key_id in outside.items():
+        for method, path in [
+            ("GET", f"/keys/{key_id}"),
+            ("POST", f"/keys/{key_id}/rotate"),
+            ("DELETE", f"/keys/{key_id}"),
+        ]:
+            resp = await holder.request(method, path)
+            assert resp.status_code == 404, (label, method, resp.text)
+            assert resp.json()["error"]["code"] == "NOT_FOUND"
+            assert key_id not in resp.text or key_id in path
+            assert resp.json()["error"]["message"].replace(key_id, "?") == unknown.json()["error"][
+                "message"
+            ].replace("zzzzzzzzzzzz", "?")
+    # nothing happened to them
+    for key_id in outside.values():
+        seen = (await rdev.admin.get(f"/keys/{key_id}")).json()["data"]
+        assert seen["revoked_at"] is None
+    assert (await rdev.admin.get("/projects")).status_code == 200
+
+
+async def test_keys_within_authority_can_be_read_rotated_and_revoked(rdev: Running) -> None:
+    holder = rdev.client(await rdev.new_key(scopes=["keys:admin", "projects:read"], projects=["a"]))
+    made = await create(rdev.admin, name="fits", scopes=["projects:read"], projects=["a"])
+    assert (await holder.get(f"/keys/{made['id']}")).json()["data"]["name"] == "fits"
+    rotated = await holder.post(f"/keys/{made['id']}/rotate")
+    assert rotated.status_code == 200, rotated.text
+    assert (await rdev.client(made["key"]).get("/projects")).status_code == 401
+    assert (await rdev.client(rotated.json()["data"]["key"]).get("/projects")).status_code == 200
+    revoked = await holder.delete(f"/keys/{made['id']}")
+    assert revoked.status_code == 200
+    assert revoked.json()["data"]["revoked_at"] is not None
+
+
+async def test_a_key_sees_and_rotates_itself(rdev: Running) -> None:
+    raw = await rdev.new_key(scopes=["keys:admin"], projects=["a"], allowed_ips=["127.0.0.1"])
+    key_id = keyfmt.parse_key(raw)[0]  # type: ignore[index]
+    client = rdev.client(raw)
+    assert (await client.get(f"/keys/{key_id}")).status_code == 200
+    rotated = await client.post(f"/keys/{key_id}/rotate")
+    assert rotated.status_code == 200
+    assert (await rdev.client(rotated.json()["data"]["key"]).get("/keys")).status_code == 200

@@ -117,7 +117,7 @@ def svc(store: FakeKeyStore, audit_log: FakeAuditLog, clocks: Clocks) -> KeyServ
 async def issue(svc: KeyService, **fields: object) -> tuple[str, str]:
     fields.setdefault("name", "k")
     fields.setdefault("scopes", ["projects:read"])
-    issued = await svc.issue(NewKey(**fields), actor=SYSTEM)  # type: ignore[arg-type]
+    issued = await svc.issue(NewKey(**fields), actor=SYSTEM, by=None)  # type: ignore[arg-type]
     return issued.key.id, issued.secret
 
 
@@ -210,7 +210,7 @@ async def test_expired_key(svc: KeyService, clocks: Clocks) -> None:
 
 async def test_revoked_key(svc: KeyService) -> None:
     key_id, raw = await issue(svc)
-    await svc.revoke(key_id, actor=SYSTEM)
+    await svc.revoke(key_id, actor=SYSTEM, by=None)
     assert await reason(svc, raw) == "revoked"
 
 
@@ -242,7 +242,7 @@ async def test_authorize_checks_ip_then_scope(svc: KeyService, store: FakeKeySto
     assert info.value.details == {"reason": "ip"}
     with pytest.raises(Forbidden) as info:
         svc.authorize(key, Scope.KEYS_ADMIN, client_ip="2001:db8::5")
-    assert info.value.details == {"scope": "keys:admin"}
+    assert info.value.details == {"reason": "scope", "scope": "keys:admin"}
 
 
 # the cache
@@ -261,7 +261,7 @@ async def test_cache_spares_the_store(svc: KeyService, store: FakeKeyStore, cloc
 async def test_revocation_works_at_once_on_the_same_service(svc: KeyService) -> None:
     key_id, raw = await issue(svc)
     await svc.authenticate(raw)  # now cached
-    await svc.revoke(key_id, actor=SYSTEM)
+    await svc.revoke(key_id, actor=SYSTEM, by=None)
     assert await reason(svc, raw) == "revoked"
 
 
@@ -273,7 +273,7 @@ async def test_revocation_reaches_another_service_at_once_over_a_shared_bus(
     b = make_service(store, audit_log, clocks, bus)
     key_id, raw = await issue(a)
     await b.authenticate(raw)  # cached on b
-    await a.revoke(key_id, actor=SYSTEM)
+    await a.revoke(key_id, actor=SYSTEM, by=None)
     assert await reason(b, raw) == "revoked"
     await bus.close()
 
@@ -285,7 +285,7 @@ async def test_without_a_shared_bus_revocation_reaches_another_service_within_th
     b = make_service(store, audit_log, clocks, InProcessBus())
     key_id, raw = await issue(a)
     await b.authenticate(raw)
-    await a.revoke(key_id, actor=SYSTEM)
+    await a.revoke(key_id, actor=SYSTEM, by=None)
     clocks.advance(4.9)
     await b.authenticate(raw)  # still the cached copy, within the window
     clocks.advance(0.1)
@@ -301,7 +301,7 @@ async def test_rotation_invalidates_the_old_secret_everywhere(
     key_id, old = await issue(a)
     await a.authenticate(old)
     await b.authenticate(old)
-    rotated = await a.rotate(key_id, actor=SYSTEM)
+    rotated = await a.rotate(key_id, actor=SYSTEM, by=None)
     assert rotated.key.id == key_id
     assert rotated.secret != old
     for svc in (a, b):
@@ -312,29 +312,29 @@ async def test_rotation_invalidates_the_old_secret_everywhere(
 
 async def test_revoked_key_cannot_be_rotated(svc: KeyService) -> None:
     key_id, _ = await issue(svc)
-    await svc.revoke(key_id, actor=SYSTEM)
+    await svc.revoke(key_id, actor=SYSTEM, by=None)
     with pytest.raises(InvalidInput):
-        await svc.rotate(key_id, actor=SYSTEM)
+        await svc.rotate(key_id, actor=SYSTEM, by=None)
 
 
 async def test_revoke_twice_keeps_the_first_time_and_audits_once(
     svc: KeyService, store: FakeKeyStore, audit_log: FakeAuditLog, clocks: Clocks
 ) -> None:
     key_id, _ = await issue(svc)
-    await svc.revoke(key_id, actor=SYSTEM)
+    await svc.revoke(key_id, actor=SYSTEM, by=None)
     clocks.advance(60)
-    again = await svc.revoke(key_id, actor=SYSTEM)
+    again = await svc.revoke(key_id, actor=SYSTEM, by=None)
     assert again.revoked_at == T0
     assert store.rows[key_id].revoked_at == T0
     assert [e.action for e in audit_log.entries].count("key.revoke") == 1
 
 
 async def test_unknown_ids_are_not_found(svc: KeyService) -> None:
-    for call in (svc.get, lambda k: svc.revoke(k, actor=SYSTEM)):
+    for call in (lambda k: svc.get(k, by=None), lambda k: svc.revoke(k, actor=SYSTEM, by=None)):
         with pytest.raises(NotFound):
             await call("zzzzzzzzzzzz")
     with pytest.raises(NotFound):
-        await svc.rotate("zzzzzzzzzzzz", actor=SYSTEM)
+        await svc.rotate("zzzzzzzzzzzz", actor=SYSTEM, by=None)
 
 
 # last used
@@ -354,3 +354,46 @@ async def test_last_used_is_written_at_most_once_a_minute(
     await svc.authenticate(raw)
     assert store.touches == [(key_id, T0), (key_id, T0 + timedelta(seconds=60))]
     assert store.rows[key_id].last_used_at == T0 + timedelta(seconds=60)
+
+
+# administration within the caller's authority
+
+
+async def test_issue_beyond_the_callers_authority_is_forbidden_and_stores_nothing(
+    svc: KeyService, store: FakeKeyStore
+) -> None:
+    holder_id, _ = await issue(svc, scopes=["admin"], projects=["a"])
+    holder = store.rows[holder_id]
+    with pytest.raises(Forbidden) as info:
+        await svc.issue(NewKey(name="x", scopes=["admin"]), actor=SYSTEM, by=holder)
+    assert info.value.details == {"reason": "project", "project": "*"}
+    assert set(store.rows) == {holder_id}
+    made = await svc.issue(
+        NewKey(name="y", scopes=["admin"], projects=["a"]), actor=SYSTEM, by=holder
+    )
+    assert made.key.projects == {"a"}
+
+
+async def test_the_operator_is_unrestricted(svc: KeyService, store: FakeKeyStore) -> None:
+    made = await svc.issue(NewKey(name="root", scopes=["admin"]), actor=SYSTEM, by=None)
+    assert store.rows[made.key.id].scopes == {Scope.ADMIN}
+    assert [k.id for k in await svc.list(by=None)] == [made.key.id]
+
+
+async def test_keys_beyond_the_callers_authority_are_not_found(
+    svc: KeyService, store: FakeKeyStore
+) -> None:
+    holder_id, _ = await issue(svc, scopes=["keys:admin", "projects:read"])
+    holder = store.rows[holder_id]
+    above_id, above_raw = await issue(svc, scopes=["projects:read", "audit:read"])
+    below_id, _ = await issue(svc, scopes=["projects:read"], projects=["a"])
+    assert {k.id for k in await svc.list(by=holder)} == {holder_id, below_id}
+    for call in (
+        lambda: svc.get(above_id, by=holder),
+        lambda: svc.rotate(above_id, actor=SYSTEM, by=holder),
+        lambda: svc.revoke(above_id, actor=SYSTEM, by=holder),
+    ):
+        with pytest.raises(NotFound):
+            await call()
+    assert (await svc.authenticate(above_raw)).id == above_id  # neither rotated nor revoked
+    assert (await svc.revoke(below_id, actor=SYSTEM, by=holder)).revoked_at == T0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -31,7 +32,16 @@ class InvalidInput(RdevError):
 
 
 class CommandRejected(RdevError):
+    """A command refused by policy. `argv` is what was refused, for the audit log only (never
+    sent back, never an environment value)."""
+
     code = "COMMAND_REJECTED"
+
+    def __init__(
+        self, message: str = "", *, details: dict[str, Any] | None = None, argv: Sequence[str] = ()
+    ) -> None:
+        super().__init__(message, details=details)
+        self.argv = tuple(argv)
 
 
 class Conflict(RdevError):

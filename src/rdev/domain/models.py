@@ -186,6 +186,7 @@ class AuditEntry:
     request_id: str | None = None
     outcome: str = "ok"
     details: dict[str, Any] = field(default_factory=dict)
+    project: str | None = None  # the project the entry is about, if any: who may read it
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,7 +96,9 @@ def _refuse_dangerous(command: str) -> None:
     pattern = dangerous_pattern(command)
     if pattern is not None:
         raise CommandRejected(
-            f"command contains the forbidden pattern {pattern!r}", details={"pattern": pattern}
+            f"command contains the forbidden pattern {pattern!r}",
+            details={"pattern": pattern},
+            argv=(command,),
         )
 
 
@@ -105,7 +107,12 @@ def check_git_args(args: Sequence[str]) -> tuple[str, ...]:
     if not args:
         raise InvalidInput("args must name a git subcommand", details={"field": "args"})
     check_argv(args, field="args")
-    return git.check_args(args)
+    try:
+        return git.check_args(args)
+    except CommandRejected as e:
+        if not e.argv:
+            e.argv = ("git", *args)  # for the audit of the refusal
+        raise
 
 
 def check_env(env: dict[str, str]) -> dict[str, str]:

@@ -16,7 +16,7 @@ import structlog
 from rdev.domain.models import Command, CommandStatus, Event, EventType
 from rdev.ports import Backend, Bus, CommandStore, EventLog, Finish
 from rdev.runtime.limits import DispatchLimits
-from rdev.runtime.runner import Runner
+from rdev.runtime.runner import EndHook, Runner
 from rdev.runtime.streams import StreamHub
 
 log = structlog.get_logger(__name__)
@@ -36,8 +36,12 @@ class Dispatcher:
         replica: str,
         limits: DispatchLimits,
         clock: Callable[[], datetime],
+        on_end: EndHook | None = None,
     ) -> None:
+        """`on_end` hears of every command this replica ends (run, or swept as lost), once;
+        bootstrap gives it the audit log."""
         self._commands = commands
+        self._on_end = on_end
         self._log = log
         self._hub = hub
         self._backend = backend
@@ -136,6 +140,7 @@ class Dispatcher:
             hub=self._hub,
             limits=self._limits,
             clock=self._clock,
+            on_end=self._ended,
         )
         self._running[cmd.id] = runner
         task = asyncio.create_task(self._run(runner), name=f"command-{cmd.id}")
@@ -151,6 +156,14 @@ class Dispatcher:
             self._running.pop(runner.command.id, None)
             if self._accepting:
                 await self.notify_queue()
+
+    async def _ended(self, cmd: Command, finish: Finish) -> None:
+        if self._on_end is None:
+            return
+        try:
+            await self._on_end(cmd, finish)
+        except Exception as e:  # the command has ended either way; a lost record is logged
+            log.warning("dispatcher.end_hook_failed", command=cmd.id, error=type(e).__name__)
 
     async def broadcast_cancel(self, command_id: str) -> None:
         self._on_cancel(command_id)
@@ -201,4 +214,5 @@ class Dispatcher:
         finish = Finish(status=CommandStatus.LOST, finished_at=now, error="lease expired")
         if await self._commands.finish(cmd.id, finish, final):
             await self._hub.publish(final)
+            await self._ended(cmd, finish)
             log.info("dispatcher.swept_lost", command=cmd.id, owner=cmd.lease_owner)

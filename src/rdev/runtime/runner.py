@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ log = structlog.get_logger(__name__)
 # A command is claimed straight from `queued`, whose log holds exactly its first event; cancel
 # of a queued command and the claim exclude each other (both change the status atomically).
 CLAIMED_LAST_SEQ = 1
+EndHook = Callable[[Command, Finish], Awaitable[None]]  # told once a command has ended
 
 
 class Runner:
@@ -39,8 +40,10 @@ class Runner:
         hub: StreamHub,
         limits: DispatchLimits,
         clock: Callable[[], datetime],
+        on_end: EndHook | None = None,
     ) -> None:
         self.command = command
+        self._on_end = on_end
         self._backend = backend
         self._commands = commands
         self._log = log
@@ -183,6 +186,8 @@ class Runner:
         )
         if await self._commands.finish(self.command.id, finish, final):
             await self._hub.publish(final)
+            if self._on_end is not None:
+                await self._on_end(self.command, finish)
         log.info(
             "command.finished", command=self.command.id, status=status.value, exit_code=exit_code
         )

@@ -1,14 +1,17 @@
-"""Writes audit entries with who, what, when, where and which request."""
+"""Writes audit entries with who, what, when, where and which request, and reads them within
+the reader's grants: a key restricted to some projects sees the entries about those projects
+and the entries of its own actions; entries about no project (key administration, other
+keys' sign-in failures...) are for unrestricted keys only."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from rdev.domain.models import AuditEntry, Page
-from rdev.ports import AuditFilter, AuditLog
+from rdev.domain.models import ApiKey, AuditEntry, Command, Page
+from rdev.ports import AuditFilter, AuditGrant, AuditLog, Finish
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +38,29 @@ class AuditService:
         actor: Actor,
         target: str | None = None,
         outcome: str = "ok",
+        project: str | None = None,
         **details: Any,
     ) -> None:
+        """`project` is the project the entry is about (it decides who may read the entry);
+        it is also kept in details, where readers found it before."""
+        await self.write(
+            action, actor=actor, target=target, outcome=outcome, project=project, details=details
+        )
+
+    async def write(
+        self,
+        action: str,
+        *,
+        actor: Actor,
+        details: dict[str, Any],
+        target: str | None = None,
+        outcome: str = "ok",
+        project: str | None = None,
+    ) -> None:
+        """`record` with details as one dict, which may name a project of its own (a denied
+        one, say) besides the one the entry is about."""
+        if project is not None:
+            details = {"project": project, **details}
         await self._log.append(
             AuditEntry(
                 id=None,
@@ -48,8 +72,30 @@ class AuditService:
                 request_id=actor.request_id,
                 outcome=outcome,
                 details=details,
+                project=project,
             )
         )
 
-    async def list(self, flt: AuditFilter) -> Page[AuditEntry]:
-        return await self._log.list(flt)
+    async def command_ended(self, command: Command, finish: Finish) -> None:
+        """`command.end`, on behalf of the key that submitted the command. No env, no output."""
+        started = command.started_at or finish.finished_at  # never started: 0, as its stream says
+        await self.record(
+            "command.end",
+            actor=Actor(key_id=command.key_id),
+            target=command.id,
+            project=command.project_id,
+            kind=command.kind.value,
+            status=finish.status.value,
+            exit_code=finish.exit_code,
+            duration_ms=int((finish.finished_at - started).total_seconds() * 1000),
+        )
+
+    async def list(self, flt: AuditFilter, *, by: ApiKey) -> Page[AuditEntry]:
+        return await self._log.list(replace(flt, grant=grant_of(by)))
+
+
+def grant_of(reader: ApiKey) -> AuditGrant | None:
+    """What `reader` may see of the audit log; None is everything."""
+    if not reader.projects:
+        return None
+    return AuditGrant(projects=reader.projects, key_id=reader.id)

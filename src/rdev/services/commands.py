@@ -36,7 +36,7 @@ from rdev.domain.models import (
     Project,
     Scope,
 )
-from rdev.ports import Backend, CommandFilter, CommandStore, EventLog
+from rdev.ports import Backend, CommandFilter, CommandStore, EventLog, Finish
 from rdev.runtime.dispatcher import Dispatcher
 from rdev.runtime.streams import StreamHub
 from rdev.services.audit import Actor, AuditService
@@ -99,7 +99,8 @@ class CommandService:
     async def project_for(self, key: ApiKey, project_id: str, kind: CommandKind) -> Project:
         if not key.may_see(project_id):
             raise Forbidden(
-                f"this key is not granted project {project_id}", details={"reason": "project"}
+                f"this key is not granted project {project_id}",
+                details={"reason": "project", "project": project_id},
             )
         await self._backend.check()  # a backend that is down refuses work now, not later
         project = await self._backend.get_project(project_id)
@@ -226,6 +227,8 @@ class CommandService:
             ]  # fmt: skip
             if await self._store.cancel_queued(cmd.id, at=now, final=final):
                 await self._hub.publish(final)
+                end = Finish(status=CommandStatus.CANCELLED, finished_at=now)
+                await self._audit.command_ended(cmd, end)
                 return
         await self._store.request_cancel(cmd.id)
         await self._dispatcher.broadcast_cancel(cmd.id)

@@ -1,5 +1,10 @@
 """API keys: issue, list, rotate, revoke, and verify a presented key.
 
+Administration is bounded by the caller's own authority (`domain/authority.py`): `by` is the
+calling key, and a key beyond it cannot be created (403 naming what is too much) nor seen,
+rotated or revoked (404, as if it did not exist: ids and names of keys one cannot manage are
+not one's business). `by=None` is the operator at the database (`rdev keys create`).
+
 A verified key is cached for at most `cache_seconds` (≤ 5 s). Revocation and rotation drop the
 entry at once on this replica and tell the others over the bus."""
 
@@ -10,8 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from rdev.domain import authority, policy
 from rdev.domain import keys as keyfmt
-from rdev.domain import policy
 from rdev.domain.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from rdev.domain.models import ApiKey, IssuedKey, Scope
 from rdev.ports import Bus, KeyStore
@@ -60,7 +65,7 @@ class KeyService:
         self._touched: dict[str, datetime] = {}
         bus.subscribe(KEYS_TOPIC, self._forget)
 
-    async def issue(self, new: NewKey, *, actor: Actor) -> IssuedKey:
+    async def issue(self, new: NewKey, *, actor: Actor, by: ApiKey | None) -> IssuedKey:
         name = policy.check_text(new.name, field="name", limit=200)
         now = self._clock()
         if new.expires_at is not None and new.expires_at <= now:
@@ -78,23 +83,27 @@ class KeyService:
             created_at=now,
             created_by=actor.key_id,
         )
+        excess = authority.excess(by, key) if by is not None else None
+        if excess is not None:
+            raise Forbidden(excess.message, details=excess.details)
         await self._store.add(key)
         await self._audit.record(
             "key.create", actor=actor, target=key.id, name=name, scopes=sorted(key.scopes)
         )
         return IssuedKey(key=key, secret=keyfmt.format_key(key.id, secret))
 
-    async def list(self) -> list[ApiKey]:
-        return await self._store.list()
+    async def list(self, *, by: ApiKey | None) -> list[ApiKey]:
+        keys = await self._store.list()
+        return keys if by is None else [k for k in keys if authority.covers(by, k)]
 
-    async def get(self, key_id: str) -> ApiKey:
+    async def get(self, key_id: str, *, by: ApiKey | None) -> ApiKey:
         key = await self._store.get(key_id)
-        if key is None:
+        if key is None or (by is not None and not authority.covers(by, key)):
             raise NotFound(f"key {key_id} not found")
         return key
 
-    async def rotate(self, key_id: str, *, actor: Actor) -> IssuedKey:
-        key = await self.get(key_id)
+    async def rotate(self, key_id: str, *, actor: Actor, by: ApiKey | None) -> IssuedKey:
+        key = await self.get(key_id, by=by)
         if key.revoked_at is not None:
             raise InvalidInput("a revoked key cannot be rotated", details={"field": "id"})
         secret = keyfmt.new_secret()
@@ -104,8 +113,8 @@ class KeyService:
         await self._audit.record("key.rotate", actor=actor, target=key_id)
         return IssuedKey(key=key, secret=keyfmt.format_key(key.id, secret))
 
-    async def revoke(self, key_id: str, *, actor: Actor) -> ApiKey:
-        key = await self.get(key_id)
+    async def revoke(self, key_id: str, *, actor: Actor, by: ApiKey | None) -> ApiKey:
+        key = await self.get(key_id, by=by)
         if key.revoked_at is None:
             key = replace(key, revoked_at=self._clock())
             await self._store.revoke(key_id, key.revoked_at)  # type: ignore[arg-type]
@@ -150,7 +159,8 @@ class KeyService:
             raise Forbidden("client IP is not allowed for this key", details={"reason": "ip"})
         if not key.has_scope(scope):
             raise Forbidden(
-                f"this key lacks the scope {scope.value}", details={"scope": scope.value}
+                f"this key lacks the scope {scope.value}",
+                details={"reason": "scope", "scope": scope.value},
             )
 
     async def _lookup(self, key_id: str) -> ApiKey | None:

@@ -73,6 +73,7 @@ async def _authenticate(request: Request, svc: HttpServices) -> ApiKey:
 async def caller_for(request: Request, svc: HttpServices, scope: Scope) -> Caller:
     """Authenticate, throttle and authorize a request for `scope`."""
     key = await _authenticate(request, svc)
+    request.state.key_id = key.id  # for the audit of a refusal (errors.py)
     svc.keys.authorize(key, scope, client_ip=request.state.client_ip)
     await svc.limits.check_key(key.id)
     return Caller(key=key, actor=actor_of(request, key))

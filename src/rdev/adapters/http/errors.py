@@ -1,5 +1,8 @@
 """The one error table: domain errors to HTTP status and the JSON envelope. Walks the MRO, so a
-new error subclass inherits its parent's status. No stack trace ever reaches a client."""
+new error subclass inherits its parent's status. No stack trace ever reaches a client.
+
+Every refusal passes here, so this is also where 403s and refused commands are audited
+(refusals.py)."""
 
 from __future__ import annotations
 
@@ -86,6 +89,8 @@ async def _rdev_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(max(1, round(retry)))}
     if status >= 500:
         log.warning("request.error", code=exc.code, message=exc.message)
+    if isinstance(exc, e.Forbidden | e.CommandRejected):
+        await request.app.state.services.refusals.record(request, exc)
     return error_response(
         status, exc.code, exc.message, request_id_of(request), exc.details, headers
     )

@@ -1,5 +1,6 @@
-"""Request limits with the `limits` library: per key (RATE_LIMIT_RPS) and per client IP for
-failed authentication. In memory on one replica; Redis when RDEV_REDIS_URL is set."""
+"""Request limits with the `limits` library: per key (RATE_LIMIT_RPS), per client IP for
+failed authentication, and per key and reason for audit entries about refusals. In memory on
+one replica; Redis when RDEV_REDIS_URL is set."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ _MAX_TRACKED = 10_000
 
 
 class Limits:
-    def __init__(self, *, rps: float, auth_failures_per_minute: int, redis_url: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        rps: float,
+        auth_failures_per_minute: int,
+        redis_url: str = "",
+        refusal_entries_per_minute: int = 10,
+    ) -> None:
         self._storage: Storage = (
             storage_from_string(redis_url.replace("redis://", "async+redis://", 1))  # type: ignore[assignment]
             if redis_url
@@ -27,6 +35,7 @@ class Limits:
         # RATE_LIMIT_RPS on average over a sliding ten-second window
         self._per_key = RateLimitItemPerSecond(max(1, round(rps * 10)), 10)
         self._auth = RateLimitItemPerMinute(auth_failures_per_minute)
+        self._refusals = RateLimitItemPerMinute(refusal_entries_per_minute)
         self._failed_at: dict[str, float] = {}  # client IP -> last failure seen here
 
     async def check_key(self, key_id: str) -> None:
@@ -51,6 +60,11 @@ class Limits:
             self._failed_at = {ip: t for ip, t in self._failed_at.items() if t > now - _WINDOW}
         self._failed_at[client_ip] = now
         await self._limiter.hit(self._auth, "authfail", client_ip)
+
+    async def refusal_entry_allowed(self, *ids: str) -> bool:
+        """Whether one more audit entry about a refusal by `ids` (key, action, reason) fits in
+        this minute's allowance."""
+        return await self._limiter.hit(self._refusals, "refusal", *ids)
 
     async def _reset(
         self, item: RateLimitItemPerSecond | RateLimitItemPerMinute, *ids: str

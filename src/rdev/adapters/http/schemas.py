@@ -101,6 +101,7 @@ def audit_view(entry: AuditEntry) -> dict[str, Any]:
         "client_ip": entry.client_ip,
         "request_id": entry.request_id,
         "outcome": entry.outcome,
+        "project": entry.project,
         "details": entry.details,
     }
 

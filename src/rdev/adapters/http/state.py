@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rdev.adapters.http.ratelimit import Limits
+from rdev.adapters.http.refusals import RefusalAudit
 from rdev.services.audit import AuditService
 from rdev.services.health import Readiness
 from rdev.services.keys import KeyService
@@ -27,4 +28,5 @@ class HttpServices:
     commands: CommandService
     streams: StreamHub
     claude_config: ClaudeConfigService
+    refusals: RefusalAudit
     heartbeat_seconds: float = 15.0

@@ -1,10 +1,11 @@
-"""The append-only audit log in SQL: inserts only, listed newest first with an id cursor."""
+"""The append-only audit log in SQL: inserts only, listed newest first with an id cursor. A
+reader's grant is a condition of the query itself, so a page is never cut before filtering."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, or_, select
 
 from rdev.adapters.sql.db import Database, utc
 from rdev.adapters.sql.tables import audit_log
@@ -24,6 +25,7 @@ def _row_to_entry(row: Any) -> AuditEntry:
         request_id=row.request_id,
         outcome=row.outcome,
         details=row.details,
+        project=row.project,
     )
 
 
@@ -44,6 +46,7 @@ class SqlAuditLog:
             "request_id": entry.request_id,
             "outcome": entry.outcome,
             "details": entry.details,
+            "project": entry.project,
         }
         await self._db.write(lambda conn: conn.execute(_INSERT, row))
 
@@ -57,6 +60,13 @@ class SqlAuditLog:
             q = q.where(audit_log.c.at >= utc(flt.since))
         if flt.until:
             q = q.where(audit_log.c.at < utc(flt.until))
+        if flt.grant is not None:
+            q = q.where(
+                or_(
+                    audit_log.c.project.in_(sorted(flt.grant.projects)),
+                    audit_log.c.actor_key_id == flt.grant.key_id,
+                )
+            )
         if flt.cursor:
             if not flt.cursor.isdigit():
                 raise InvalidInput("cursor is invalid", details={"field": "cursor"})

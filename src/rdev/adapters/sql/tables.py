@@ -100,6 +100,8 @@ audit_log = Table(
     Column("request_id", String(128)),
     Column("outcome", String(32), nullable=False),
     Column("details", JSON, nullable=False),
+    Column("project", String(200)),
     Index("ix_audit_action", "action", "id"),
     Index("ix_audit_key", "actor_key_id", "id"),
+    Index("ix_audit_project", "project", "id"),
 )

@@ -1,4 +1,5 @@
-"""The audit log, newest first, filterable and paginated with a cursor."""
+"""The audit log, newest first, filterable and paginated with a cursor, within the reader's
+grants (see services/audit.py)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ async def list_audit(
     page = await svc.audit.list(
         AuditFilter(
             action=action, key_id=key_id, since=since, until=until, cursor=cursor, limit=limit
-        )
+        ),
+        by=caller.key,
     )
     return ok([audit_view(e) for e in page.items], request, next_cursor=page.next_cursor)

@@ -1,4 +1,5 @@
-"""API key administration (scope keys:admin). The secret appears only in create and rotate."""
+"""API key administration (scope keys:admin), within the caller's own authority (see
+services/keys.py). The secret appears only in create and rotate."""
 
 from __future__ import annotations
 
@@ -25,29 +26,32 @@ async def create_key(
             expires_at=body.expires_at,
         ),
         actor=caller.actor,
+        by=caller.key,
     )
     return ok(issued_view(issued), request, status=201)
 
 
 @router.get("")
 async def list_keys(request: Request, caller: KeysAdmin, svc: Services) -> JSONResponse:
-    return ok([key_view(k) for k in await svc.keys.list()], request)
+    return ok([key_view(k) for k in await svc.keys.list(by=caller.key)], request)
 
 
 @router.get("/{key_id}")
 async def get_key(key_id: str, request: Request, caller: KeysAdmin, svc: Services) -> JSONResponse:
-    return ok(key_view(await svc.keys.get(key_id)), request)
+    return ok(key_view(await svc.keys.get(key_id, by=caller.key)), request)
 
 
 @router.delete("/{key_id}")
 async def revoke_key(
     key_id: str, request: Request, caller: KeysAdmin, svc: Services
 ) -> JSONResponse:
-    return ok(key_view(await svc.keys.revoke(key_id, actor=caller.actor)), request)
+    return ok(key_view(await svc.keys.revoke(key_id, actor=caller.actor, by=caller.key)), request)
 
 
 @router.post("/{key_id}/rotate")
 async def rotate_key(
     key_id: str, request: Request, caller: KeysAdmin, svc: Services
 ) -> JSONResponse:
-    return ok(issued_view(await svc.keys.rotate(key_id, actor=caller.actor)), request)
+    return ok(
+        issued_view(await svc.keys.rotate(key_id, actor=caller.actor, by=caller.key)), request
+    )
