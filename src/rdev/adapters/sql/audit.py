@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -28,6 +29,7 @@ def _row_to_entry(row: Any) -> AuditEntry:
 
 
 _INSERT = insert(audit_log)
+_CURSOR = re.compile(r"[0-9]{1,18}")  # an id, within a signed 64-bit integer
 
 
 class SqlAuditLog:
@@ -58,7 +60,7 @@ class SqlAuditLog:
         if flt.until:
             q = q.where(audit_log.c.at < utc(flt.until))
         if flt.cursor:
-            if not flt.cursor.isdigit():
+            if not _CURSOR.fullmatch(flt.cursor):  # not isdigit(): it takes '²'
                 raise InvalidInput("cursor is invalid", details={"field": "cursor"})
             q = q.where(audit_log.c.id < int(flt.cursor))
         rows = await self._db.read(lambda conn: list(conn.execute(q)))

@@ -28,7 +28,10 @@ from rdev.domain.models import CommandKind, CommandStatus, Priority
 from rdev.services.commands import Submission, build_shell_argv
 
 router = APIRouter(tags=["commands"])
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", pattern=f"^{policy.IDEMPOTENCY_KEY.pattern}$"),
+]
 
 
 async def _submit(
