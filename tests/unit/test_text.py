@@ -150,7 +150,9 @@ def _bare_strings(annotation: Any) -> bool:
     if annotation is str:
         return True
     if typing.get_origin(annotation) is typing.Annotated:
-        return annotation != schemas.Text and _bare_strings(typing.get_args(annotation)[0])
+        base, *metadata = typing.get_args(annotation)
+        checked = any(getattr(m, "func", None) is schemas._valid_text for m in metadata)
+        return not checked and _bare_strings(base)
     return any(_bare_strings(arg) for arg in typing.get_args(annotation))
 
 

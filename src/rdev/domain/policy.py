@@ -39,9 +39,9 @@ GIT_SUBCOMMANDS: frozenset[str] = frozenset(
 FORBIDDEN_ENV: frozenset[str] = frozenset({"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "PATH"})
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_SESSION = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_MODEL = re.compile(r"[A-Za-z0-9._:\[\]-]{1,100}")
-_TOOL = re.compile(r"[A-Za-z0-9_*:()./ -]{1,200}")
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+MODEL = re.compile(r"[A-Za-z0-9._:\[\]-]{1,100}")
+TOOL = re.compile(r"[A-Za-z0-9_*:()./ -]{1,200}")
 # Visible ASCII (no blank, no control): what a client's uuid, ulid or token looks like.
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,200}")
 PERMISSION_MODES: frozenset[str] = frozenset(
@@ -165,7 +165,7 @@ def check_name(name: str, *, field: str = "name") -> str:
 
 
 def check_session_id(value: str) -> str:
-    if not _SESSION.fullmatch(value):
+    if not SESSION_ID.fullmatch(value):
         raise InvalidInput(
             "resume_session is not a valid session id", details={"field": "resume_session"}
         )
@@ -173,7 +173,7 @@ def check_session_id(value: str) -> str:
 
 
 def check_model(value: str) -> str:
-    if not _MODEL.fullmatch(value):
+    if not MODEL.fullmatch(value):
         raise InvalidInput("model is not a valid model name", details={"field": "model"})
     return value
 
@@ -181,7 +181,7 @@ def check_model(value: str) -> str:
 def check_tools(tools: Iterable[str]) -> list[str]:
     out = list(tools)
     for tool in out:
-        if not _TOOL.fullmatch(tool):
+        if not TOOL.fullmatch(tool):
             raise InvalidInput(
                 f"allowed tool {tool!r} is invalid", details={"field": "allowed_tools"}
             )

@@ -6,13 +6,14 @@ nothing is stored (tests/unit/test_schemas.py holds every model to this)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from rdev.domain import text
+from rdev.domain import policy, text
 from rdev.domain.models import ApiKey, AuditEntry, Command, IssuedKey, Project
 
 Strict = ConfigDict(extra="forbid")
@@ -26,6 +27,11 @@ def _valid_text(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_valid_text)]
+
+
+def _whole(pattern: re.Pattern[str]) -> str:
+    """A domain rule as a JSON Schema pattern, which is searched, not matched: anchored."""
+    return f"^(?:{pattern.pattern})$"
 
 
 class KeyCreate(BaseModel):
@@ -134,12 +140,15 @@ class _Run(BaseModel):
 
 
 class ClaudeRun(_Run):
-    prompt: Text = Field(min_length=1)
-    model: Text | None = None
+    prompt: Text = Field(min_length=1, pattern=r"\S")  # not blank
+    # the domain's rules, documented (policy still decides)
+    model: Text | None = Field(default=None, pattern=_whole(policy.MODEL))
     max_turns: int | None = Field(default=None, ge=1, le=1000)
-    permission_mode: Text | None = None
-    resume_session: Text | None = None
-    allowed_tools: list[Text] | None = Field(default=None, max_length=100)
+    permission_mode: Literal[tuple(sorted(policy.PERMISSION_MODES))] | None = None  # type: ignore[valid-type]
+    resume_session: Text | None = Field(default=None, pattern=_whole(policy.SESSION_ID))
+    allowed_tools: list[Annotated[Text, Field(pattern=_whole(policy.TOOL))]] | None = Field(
+        default=None, max_length=100
+    )
     append_system_prompt: Text | None = None
 
 
