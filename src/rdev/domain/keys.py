@@ -10,7 +10,7 @@ import secrets
 PREFIX = "rdev_sk_"
 ID_LENGTH = 12
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-_FORMAT = re.compile(r"^rdev_sk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
+_FORMAT = re.compile(r"rdev_sk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})")
 MAX_KEY_LENGTH = 8 + ID_LENGTH + 1 + 43
 
 
@@ -32,7 +32,7 @@ def parse_key(raw: str) -> tuple[str, str] | None:
     The length check comes first so an oversized header costs nothing."""
     if len(raw) != MAX_KEY_LENGTH:
         return None
-    match = _FORMAT.match(raw)
+    match = _FORMAT.fullmatch(raw)
     if match is None:
         return None
     return match.group(1), match.group(2)

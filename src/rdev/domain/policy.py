@@ -1,5 +1,8 @@
 """Validation and sanitizing rules for everything a client sends: argv, prompts, names, paths,
-environment, CIDRs. Pure functions that raise domain errors."""
+environment, CIDRs. Pure functions that raise domain errors.
+
+Every rule is an allow-list matched against the whole string (`fullmatch`: `$` would let a
+trailing newline through), and every text passes `text.problem` first."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import re
 import shlex
 from collections.abc import Iterable, Sequence
 
-from rdev.domain import git
+from rdev.domain import git, text
 from rdev.domain.errors import CommandRejected, InvalidInput
 from rdev.domain.models import Scope
 
@@ -25,33 +28,40 @@ DANGEROUS_PATTERNS: tuple[str, ...] = (
 )  # fmt: skip
 
 FORBIDDEN_ENV: frozenset[str] = frozenset({"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "PATH"})
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Claude session ids are UUIDs (the CLI's `--session-id` says "must be a valid UUID")
-_SESSION = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\[\]-]{0,99}$")
+SESSION_ID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\[\]-]{0,99}")
 # A permission rule: a tool name (letters first, `*` wildcards, `mcp__server__tool`), optionally
 # with one parenthesised specifier such as `Bash(git status:*)` or `Edit(src/**)`.
-_TOOL = re.compile(r"^[A-Za-z*][A-Za-z0-9_*.-]{0,99}(\([A-Za-z0-9_*:./ =@+~-]{0,190}\))?$")
+TOOL = re.compile(r"[A-Za-z*][A-Za-z0-9_*.-]{0,99}(\([A-Za-z0-9_*:./ =@+~-]{0,190}\))?")
+# Visible ASCII (no blank, no control): what a client's uuid, ulid or token looks like.
+IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,200}")
 PERMISSION_MODES: frozenset[str] = frozenset(
     {"acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan"}
 )
 
 
-def _no_nul(value: str, field: str) -> None:
-    if "\x00" in value:
-        raise InvalidInput(f"{field} contains a NUL byte", details={"field": field})
+def check_unicode(value: str, field: str) -> str:
+    """Valid Unicode without NUL (see `text`), else InvalidInput naming the field."""
+    reason = text.problem(value)
+    if reason is not None:
+        raise InvalidInput(f"{field} {reason}", details={"field": field})
+    return value
 
 
 def _max_bytes(value: str, limit: int, field: str) -> None:
-    if len(value.encode("utf-8", "surrogatepass")) > limit:
+    if len(value.encode("utf-8")) > limit:
         raise InvalidInput(
             f"{field} is longer than {limit} bytes", details={"field": field, "limit": limit}
         )
 
 
 def check_text(value: str, *, field: str, limit: int, allow_empty: bool = False) -> str:
-    _no_nul(value, field)
+    check_unicode(value, field)
     _max_bytes(value, limit, field)
     if not allow_empty and not value.strip():
         raise InvalidInput(f"{field} must not be empty", details={"field": field})
@@ -119,7 +129,7 @@ def check_env(env: dict[str, str]) -> dict[str, str]:
     if len(env) > MAX_ENV_VARS:
         raise InvalidInput(f"env has more than {MAX_ENV_VARS} variables", details={"field": "env"})
     for name, value in env.items():
-        if not _ENV_NAME.match(name):
+        if not _ENV_NAME.fullmatch(name):
             raise InvalidInput(f"env name {name!r} is invalid", details={"field": "env"})
         if name.upper() in FORBIDDEN_ENV:
             raise CommandRejected(
@@ -143,8 +153,8 @@ def check_relative_path(path: str, *, field: str = "cwd") -> str:
 
 def check_name(name: str, *, field: str = "name") -> str:
     """Names of config items and projects: no path separators, no hidden files."""
-    _no_nul(name, field)
-    if not _NAME.match(name) or name.endswith(".") or ".." in name:
+    check_unicode(name, field)
+    if not _NAME.fullmatch(name) or name.endswith(".") or ".." in name:
         raise InvalidInput(
             f"{field} must be 1-64 characters of letters, digits, '_', '-', '.', "
             "starting with a letter or digit",
@@ -156,7 +166,7 @@ def check_name(name: str, *, field: str = "name") -> str:
 def check_session_id(value: str) -> str:
     """A UUID in its canonical hyphenated form; returned in lower case, as the CLI writes it."""
     normal = value.lower()
-    if not _SESSION.fullmatch(normal):
+    if not SESSION_ID.fullmatch(normal):
         raise InvalidInput(
             "resume_session must be a session id (a UUID)", details={"field": "resume_session"}
         )
@@ -164,7 +174,7 @@ def check_session_id(value: str) -> str:
 
 
 def check_model(value: str) -> str:
-    if not _MODEL.fullmatch(value):
+    if not MODEL.fullmatch(value):
         raise InvalidInput("model is not a valid model name", details={"field": "model"})
     return value
 
@@ -172,11 +182,20 @@ def check_model(value: str) -> str:
 def check_tools(tools: Iterable[str]) -> list[str]:
     out = list(tools)
     for tool in out:
-        if not _TOOL.fullmatch(tool):
+        if not TOOL.fullmatch(tool):
             raise InvalidInput(
                 f"allowed tool {tool!r} is invalid", details={"field": "allowed_tools"}
             )
     return out
+
+
+def check_idempotency_key(value: str) -> str:
+    if not IDEMPOTENCY_KEY.fullmatch(value):
+        raise InvalidInput(
+            "Idempotency-Key must be 1-200 visible ASCII characters (no blanks)",
+            details={"field": "Idempotency-Key"},
+        )
+    return value
 
 
 def check_permission_mode(mode: str) -> str:

@@ -14,7 +14,7 @@ from rdev.ports import Backend
 from rdev.services.audit import Actor, AuditService
 
 MAX_CONTENT_BYTES = 256 * 1024
-_ITEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_ITEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class ConfigType(StrEnum):
@@ -38,7 +38,7 @@ def item_path(type_: ConfigType, name: str) -> str:
 
 
 def check_item_name(name: str) -> str:
-    if "\x00" in name or not _ITEM_NAME.match(name):
+    if not _ITEM_NAME.fullmatch(name):
         raise InvalidInput(
             "name must be 1-64 letters, digits, '_' or '-', starting with a letter or digit",
             details={"field": "name"},
@@ -71,7 +71,7 @@ class ClaudeConfigService:
                 if not entry.endswith(".md"):
                     continue
                 name = entry[:-3]
-            if _ITEM_NAME.match(name):
+            if _ITEM_NAME.fullmatch(name):
                 names.append(name)
         return [ConfigItem(type_, n, item_path(type_, n)) for n in sorted(names)]
 

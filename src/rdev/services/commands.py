@@ -130,8 +130,8 @@ class CommandService:
         if not self.accepting:
             raise ShuttingDown("this replica is shutting down; retry on another")
         request_hash = _hash_request(sub)
-        if sub.idempotency_key:
-            policy.check_text(sub.idempotency_key, field="Idempotency-Key", limit=200)
+        if sub.idempotency_key is not None:  # "" too: an empty key is refused, not ignored
+            policy.check_idempotency_key(sub.idempotency_key)
             existing = await self._store.find_idempotent(key.id, sub.idempotency_key)
             if existing is not None:
                 return await self._replay(existing, request_hash)

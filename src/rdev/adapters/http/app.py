@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from rdev.adapters.http import errors
 from rdev.adapters.http.deps import KEY_ERRORS
+from rdev.adapters.http.documented import ERRORS
 from rdev.adapters.http.middleware import EdgeMiddleware
 from rdev.adapters.http.routes import (
     audit,
@@ -44,7 +45,7 @@ def create_app(
     app.router.routes.extend([*projects.lean_routes, *streams.lean_routes])
     app.include_router(health.router)
     for module in (keys, projects, commands, streams, claude_config, audit):
-        app.include_router(module.router, responses=KEY_ERRORS)  # all behind KeyAuth
+        app.include_router(module.router, responses=KEY_ERRORS | ERRORS)  # all behind KeyAuth
     app.add_middleware(
         EdgeMiddleware, max_body_bytes=max_body_bytes, trusted_proxies=trusted_proxies
     )

@@ -15,9 +15,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security.base import SecurityBase
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from rdev.adapters.http.jsonresponse import JSONResponse
 from rdev.adapters.http.schemas import ERROR_CONTENT
 from rdev.adapters.http.state import HttpServices
 from rdev.domain.errors import RateLimited

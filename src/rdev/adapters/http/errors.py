@@ -12,8 +12,8 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse
 
+from rdev.adapters.http.jsonresponse import JSONResponse
 from rdev.domain import errors as e
 
 log = structlog.get_logger(__name__)

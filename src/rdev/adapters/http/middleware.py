@@ -1,5 +1,10 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware, so streams stay streams): request ids, the
-client IP behind trusted proxies, and the body-size limit."""
+client IP behind trusted proxies, the body-size limit, and valid text in the URL.
+
+The server decodes a URL's percent-escapes leniently (invalid UTF-8 becomes U+FFFD, `%00` a
+NUL), and some routes (see deps.lean_get) read path and query without FastAPI's validation, so
+the one check that path and query parameters are text (`domain.text`) is made here, for every
+route, before any of them runs."""
 
 from __future__ import annotations
 
@@ -9,13 +14,15 @@ import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rdev.adapters.http.errors import envelope
+from rdev.domain import text
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class BodyTooLarge(HTTPException):
@@ -30,6 +37,30 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+def _text(raw: bytes) -> str | None:
+    """A percent-encoded URL part as text, or None when it is not valid UTF-8 without NUL."""
+    if b"%" not in raw and raw.isascii() and b"\x00" not in raw:
+        return raw.decode("ascii")  # the common case, without a copy per escape
+    return text.decode(unquote_to_bytes(raw))
+
+
+def url_text_errors(scope: Scope) -> list[dict[str, str]]:
+    """The path and query parameters that are not text, as 422 `fields` entries."""
+    errors = []
+    message = "must be percent-encoded UTF-8 without NUL"
+    raw_path = scope.get("raw_path")  # the path as sent; servers without it sent valid text
+    bad_path = text.problem(scope["path"]) if raw_path is None else _text(raw_path) is None
+    if bad_path:
+        errors.append({"field": "path", "message": message})
+    query: bytes = scope.get("query_string", b"")
+    for pair in query.split(b"&") if query else ():
+        name, _, value = pair.replace(b"+", b" ").partition(b"=")
+        decoded = _text(name)
+        if decoded is None or _text(value) is None:
+            errors.append({"field": decoded or "query", "message": message})
+    return errors
 
 
 class ClientIp:
@@ -77,7 +108,7 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         given = (_header(scope, b"x-request-id") or b"").decode("latin-1")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["client_ip"] = self.client_ip.resolve(scope)
@@ -91,6 +122,13 @@ class EdgeMiddleware:
                 message["headers"] = [*message.get("headers", ()), rid_header]
             await send(message)
 
+        invalid = url_text_errors(scope)
+        if invalid:
+            await _send_json(send_with_id, 422, envelope(
+                "VALIDATION_ERROR", "invalid request: " + ", ".join(e["field"] for e in invalid),
+                request_id, {"fields": invalid},
+            ))  # fmt: skip
+            return
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             await self._too_large(send_with_id, request_id)
@@ -116,23 +154,18 @@ class EdgeMiddleware:
         return wrapped
 
     async def _too_large(self, send: Any, request_id: str) -> None:
-        body = json.dumps(
-            envelope(
-                "PAYLOAD_TOO_LARGE",
-                f"request body exceeds {self.max_body} bytes",
-                request_id,
-                {"limit_bytes": self.max_body},
-            )
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 413, envelope(
+            "PAYLOAD_TOO_LARGE", f"request body exceeds {self.max_body} bytes", request_id,
+            {"limit_bytes": self.max_body},
+        ), close=True)  # fmt: skip
+
+
+async def _send_json(
+    send: Any, status: int, content: dict[str, Any], *, close: bool = False
+) -> None:
+    body = json.dumps(content).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,23 +1,45 @@
-"""Request and response bodies at the edge (pydantic), and their mapping from domain objects."""
+"""Request and response bodies at the edge (pydantic), and their mapping from domain objects.
+
+Every string a body carries is `Text` (list items and mapping keys too): valid Unicode without
+NUL, checked by pydantic before a route runs, so a refusal is a 422 naming the field and
+nothing is stored (tests/unit/test_schemas.py holds every model to this)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
+from rdev.domain import policy, text
 from rdev.domain.models import ApiKey, AuditEntry, Command, IssuedKey, Project
 
 Strict = ConfigDict(extra="forbid")
 
 
+def _valid_text(value: str) -> str:
+    reason = text.problem(value)
+    if reason is not None:
+        raise PydanticCustomError("invalid_text", "text " + reason)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_valid_text)]
+
+
+def _whole(pattern: re.Pattern[str]) -> str:
+    """A domain rule as a JSON Schema pattern, which is searched, not matched: anchored."""
+    return f"^(?:{pattern.pattern})$"
+
+
 class KeyCreate(BaseModel):
     model_config = Strict
-    name: str = Field(min_length=1, max_length=200)
-    scopes: list[str] = Field(min_length=1, max_length=20)
-    projects: list[str] = Field(default_factory=list, max_length=500)
-    allowed_ips: list[str] = Field(default_factory=list, max_length=100)
+    name: Text = Field(min_length=1, max_length=200)
+    scopes: list[Text] = Field(min_length=1, max_length=20)
+    projects: list[Text] = Field(default_factory=list, max_length=500)
+    allowed_ips: list[Text] = Field(default_factory=list, max_length=100)
     expires_at: AwareDatetime | None = None
 
 
@@ -120,25 +142,28 @@ class _Run(BaseModel):
 
 
 class ClaudeRun(_Run):
-    prompt: str = Field(min_length=1)
-    model: str | None = None
+    prompt: Text = Field(min_length=1, pattern=r"\S")  # not blank
+    # the domain's rules, documented (policy still decides)
+    model: Text | None = Field(default=None, pattern=_whole(policy.MODEL))
     max_turns: int | None = Field(default=None, ge=1, le=1000)
-    permission_mode: str | None = None
-    resume_session: str | None = None
-    allowed_tools: list[str] | None = Field(default=None, max_length=100)
-    append_system_prompt: str | None = None
+    permission_mode: Literal[tuple(sorted(policy.PERMISSION_MODES))] | None = None  # type: ignore[valid-type]
+    resume_session: Text | None = Field(default=None, pattern=_whole(policy.SESSION_ID))
+    allowed_tools: list[Annotated[Text, Field(pattern=_whole(policy.TOOL))]] | None = Field(
+        default=None, max_length=100
+    )
+    append_system_prompt: Text | None = None
 
 
 class ShellRun(_Run):
-    command: str | None = None
-    argv: list[str] | None = None
-    cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    command: Text | None = None
+    argv: list[Text] | None = None
+    cwd: Text | None = None
+    env: dict[Text, Text] = Field(default_factory=dict)
 
 
 class GitRun(_Run):
-    args: list[str] = Field(min_length=1)
-    cwd: str | None = None
+    args: list[Text] = Field(min_length=1)
+    cwd: Text | None = None
 
 
 def command_view(cmd: Command, *, queue_position: int | None = None) -> dict[str, Any]:
@@ -170,10 +195,10 @@ def command_view(cmd: Command, *, queue_position: int | None = None) -> dict[str
 
 class ConfigItemWrite(BaseModel):
     model_config = Strict
-    name: str = Field(min_length=1, max_length=64)
-    content: str
+    name: Text = Field(min_length=1, max_length=64)
+    content: Text
 
 
 class ConfigItemUpdate(BaseModel):
     model_config = Strict
-    content: str
+    content: Text

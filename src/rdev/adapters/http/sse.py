@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
@@ -14,9 +15,11 @@ from starlette.types import Receive, Scope, Send
 
 from rdev.domain.errors import InvalidEventId
 from rdev.domain.models import Event, EventType
+from rdev.domain.text import utf8
 from rdev.runtime.streams import HubClosed, SlowConsumer, StreamHub
 
 FINAL = "final"
+_SEQ = re.compile(r"[0-9]{1,12}")
 _NAMES = {t: t.value for t in EventType}  # .value on an enum member is slow in hot loops
 RETRY_MS = 2000
 
@@ -50,7 +53,7 @@ def parse_last_event_id(value: str | None, command_id: str) -> int | None:
         )
     if n == FINAL:
         return None
-    if not n.isdigit() or len(n) > 12:
+    if not _SEQ.fullmatch(n):  # not isdigit(): it takes "²", which int() then refuses
         raise InvalidEventId("Last-Event-ID is malformed", details={"last_event_id": value[:100]})
     return int(n)
 
@@ -165,7 +168,7 @@ class SseResponse(Response):
 
 
 async def _write(send: Send, text: str, *, more: bool = True) -> None:
-    await send({"type": "http.response.body", "body": text.encode(), "more_body": more})
+    await send({"type": "http.response.body", "body": utf8(text), "more_body": more})
 
 
 async def _gone(receive: Receive) -> bool:

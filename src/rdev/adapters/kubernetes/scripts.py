@@ -87,8 +87,8 @@ DELETE = r"""[ -e "$1" ] || [ -L "$1" ] || exit 3
 rm -rf "$1"
 """
 
-_TOKEN = re.compile(r"^[0-9a-f]{8,64}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TOKEN = re.compile(r"[0-9a-f]{8,64}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SIGNALS = frozenset({"TERM", "KILL"})
 
 
@@ -97,7 +97,7 @@ def _script(script: str, *args: str) -> list[str]:
 
 
 def _token(token: str) -> str:
-    if not _TOKEN.match(token):
+    if not _TOKEN.fullmatch(token):
         raise ValueError("token must be lowercase hex")
     return token
 
@@ -109,7 +109,7 @@ def run_argv(
     if not argv:
         raise InvalidInput("argv must not be empty", details={"field": "argv"})
     for name in env:
-        if not _ENV_NAME.match(name):
+        if not _ENV_NAME.fullmatch(name):
             raise InvalidInput(f"env name {name!r} is invalid", details={"field": "env"})
     pairs = [f"{name}={value}" for name, value in env.items()]
     return _script(RUN, _token(token), workdir, str(stdin_len), *pairs, "--", *argv)

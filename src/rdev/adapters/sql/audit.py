@@ -3,6 +3,7 @@ reader's grant is a condition of the query itself, so a page is never cut before
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import insert, or_, select
@@ -30,6 +31,7 @@ def _row_to_entry(row: Any) -> AuditEntry:
 
 
 _INSERT = insert(audit_log)
+_CURSOR = re.compile(r"[0-9]{1,18}")  # an id, within a signed 64-bit integer
 
 
 class SqlAuditLog:
@@ -68,7 +70,7 @@ class SqlAuditLog:
                 )
             )
         if flt.cursor:
-            if not flt.cursor.isdigit():
+            if not _CURSOR.fullmatch(flt.cursor):  # not isdigit(): it takes '²'
                 raise InvalidInput("cursor is invalid", details={"field": "cursor"})
             q = q.where(audit_log.c.id < int(flt.cursor))
         rows = await self._db.read(lambda conn: list(conn.execute(q)))

@@ -17,6 +17,7 @@ from rdev.adapters.http.deps import (
     ShellRun,
     ok,
 )
+from rdev.adapters.http.documented import COMMAND_PAGE, ONE_COMMAND, SUBMITTED
 from rdev.adapters.http.schemas import ClaudeRun as ClaudeBody
 from rdev.adapters.http.schemas import GitRun as GitBody
 from rdev.adapters.http.schemas import ShellRun as ShellBody
@@ -28,7 +29,10 @@ from rdev.domain.models import CommandKind, CommandStatus, Priority
 from rdev.services.commands import Submission, build_shell_argv
 
 router = APIRouter(tags=["commands"])
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", pattern=f"^{policy.IDEMPOTENCY_KEY.pattern}$"),
+]
 
 
 async def _submit(
@@ -54,7 +58,9 @@ def _common(body: Any, project_id: str, kind: CommandKind, argv: tuple[str, ...]
     )
 
 
-@router.post("/projects/{project_id}/claude", status_code=201)
+@router.post(
+    "/projects/{project_id}/claude", status_code=201, operation_id="run_claude", responses=SUBMITTED
+)
 async def run_claude(
     project_id: str, body: ClaudeBody, request: Request,
     caller: ClaudeRun, svc: Services, idem: IdempotencyKey = None,
@@ -67,7 +73,9 @@ async def run_claude(
     return await _submit(svc, caller, request, sub)
 
 
-@router.post("/projects/{project_id}/shell", status_code=201)
+@router.post(
+    "/projects/{project_id}/shell", status_code=201, operation_id="run_shell", responses=SUBMITTED
+)
 async def run_shell(
     project_id: str, body: ShellBody, request: Request,
     caller: ShellRun, svc: Services, idem: IdempotencyKey = None,
@@ -80,7 +88,9 @@ async def run_shell(
     return await _submit(svc, caller, request, sub)
 
 
-@router.post("/projects/{project_id}/git", status_code=201)
+@router.post(
+    "/projects/{project_id}/git", status_code=201, operation_id="run_git", responses=SUBMITTED
+)
 async def run_git(
     project_id: str, body: GitBody, request: Request,
     caller: GitRun, svc: Services, idem: IdempotencyKey = None,
@@ -93,7 +103,7 @@ async def run_git(
     return await _submit(svc, caller, request, sub)
 
 
-@router.get("/projects/{project_id}/commands")
+@router.get("/projects/{project_id}/commands", operation_id="list_commands", responses=COMMAND_PAGE)
 async def list_commands(
     project_id: str, request: Request, caller: CommandsRead, svc: Services,
     status: CommandStatus | None = None,
@@ -107,7 +117,7 @@ async def list_commands(
     return ok(views, request, next_cursor=page.next_cursor)
 
 
-@router.get("/commands/{command_id}")
+@router.get("/commands/{command_id}", operation_id="get_command", responses=ONE_COMMAND)
 async def get_command(
     command_id: str, request: Request, caller: CommandsRead, svc: Services
 ) -> JSONResponse:
@@ -115,7 +125,7 @@ async def get_command(
     return ok(command_view(cmd, queue_position=await svc.commands.position(cmd)), request)
 
 
-@router.post("/commands/{command_id}/cancel")
+@router.post("/commands/{command_id}/cancel", operation_id="cancel_command", responses=ONE_COMMAND)
 async def cancel_command(
     command_id: str, request: Request, caller: CommandsCancel, svc: Services
 ) -> JSONResponse:
@@ -123,7 +133,11 @@ async def cancel_command(
     return ok(command_view(cmd), request)
 
 
-@router.get("/commands/{command_id}/output", response_class=StreamingResponse)
+@router.get(
+    "/commands/{command_id}/output", operation_id="command_output",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)  # fmt: skip
 async def command_output(command_id: str, caller: CommandsRead, svc: Services) -> StreamingResponse:
     chunks = await svc.commands.output(caller.key, command_id)
     return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")

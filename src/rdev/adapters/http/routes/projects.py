@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
 from rdev.adapters.http.deps import Caller, ProjectsRead, Services, lean_get, ok
+from rdev.adapters.http.documented import PROJECTS
 from rdev.adapters.http.schemas import project_view
 from rdev.adapters.http.state import HttpServices
 from rdev.domain.models import Scope
@@ -32,12 +33,12 @@ lean_routes = [
 ]
 
 
-@router.get("")
+@router.get("", responses=PROJECTS)
 async def list_projects(request: Request, caller: ProjectsRead, svc: Services) -> JSONResponse:
     return await _list(request, caller, svc)
 
 
-@router.get("/{project_id}")
+@router.get("/{project_id}", operation_id="get_project")
 async def get_project(
     project_id: str, request: Request, caller: ProjectsRead, svc: Services
 ) -> JSONResponse:

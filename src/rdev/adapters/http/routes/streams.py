@@ -86,7 +86,9 @@ lean_routes = [
 ]
 
 
-@router.get("/commands/{command_id}/events", response_class=sse.SseResponse)
+@router.get(
+    "/commands/{command_id}/events", operation_id="command_events", response_class=sse.SseResponse
+)
 async def command_events(
     command_id: str, request: Request, caller: CommandsRead, svc: Services,
     last_event_id_header: LastEventIdHeader = None, last_event_id: LastEventIdQuery = None,
@@ -95,7 +97,9 @@ async def command_events(
     return await _command_stream(request, svc, command_id)
 
 
-@router.get("/projects/{project_id}/events", response_class=sse.SseResponse)
+@router.get(
+    "/projects/{project_id}/events", operation_id="project_events", response_class=sse.SseResponse
+)
 async def project_events(
     project_id: str, request: Request, caller: CommandsRead, svc: Services,
     stream_id: Annotated[str, Query(max_length=100)],

@@ -1,0 +1,222 @@
+"""Schemathesis against a real rdev under uvicorn: every documented operation with generated
+(valid and invalid) input, then stateful sequences that follow the OpenAPI links from a
+submitted command to reading, listing, cancelling and streaming it. No answer may be a 5xx,
+and every answer must match what OpenAPI documents (status, content type, body schema).
+
+rdev runs in a thread with its own event loop: schemathesis calls it synchronously.
+
+Left out, on purpose: `POST /projects/{id}/shell` runs whatever argv it is given, so the
+project refuses shell (its 403 and its body validation are still exercised: validation runs
+first); git and Claude (the fake Claude of tests/fixtures) run in a throwaway demo repository,
+with a 5-second command timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import checks
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi import checks as openapi_checks
+
+from rdev.adapters.local.demo import ensure_demo_project
+from rdev.config import Settings
+from tests.support import serve
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+CHECKS = [
+    checks.not_a_server_error,
+    openapi_checks.status_code_conformance,
+    openapi_checks.content_type_conformance,
+    openapi_checks.response_schema_conformance,
+    openapi_checks.response_headers_conformance,
+    openapi_checks.negative_data_rejection,
+]
+EXAMPLES_PER_OPERATION = 25
+STATEFUL_SCENARIOS = 100
+
+
+@pytest.fixture
+def backend() -> str:
+    return "local"
+
+
+@dataclass
+class Live:
+    url: str
+    admin_key: str
+
+
+class _ServerThread(threading.Thread):
+    """`tests.support.serve` on its own loop, so synchronous clients can call it."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self._settings = settings
+        self.ready = threading.Event()
+        self.live: Live | None = None
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done: asyncio.Event | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as e:
+            self.error = e
+            self.ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._done = asyncio.Event()
+        async with serve(self._settings) as running:
+            self.live = Live(running.url, running.admin_key)
+            self.ready.set()
+            await self._done.wait()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._done is not None:
+            self._loop.call_soon_threadsafe(self._done.set)
+        self.join(timeout=60)
+
+
+@pytest.fixture
+def live(settings_factory: Callable[..., Settings]) -> Iterator[Live]:
+    settings = settings_factory(
+        rate_limit_rps=100_000,
+        auth_failures_per_minute=100_000,
+        default_timeout_seconds=5,
+        max_timeout_seconds=5,
+        kill_grace_seconds=0.5,
+        sse_heartbeat_seconds=1,
+    )
+    demo = ensure_demo_project(settings.workspace_root)
+    (demo / "project.toml").write_text('allowed_commands = ["claude", "git"]\n')
+    thread = _ServerThread(settings)
+    thread.start()
+    assert thread.ready.wait(60), "rdev did not start"
+    if thread.error is not None:
+        raise thread.error
+    assert thread.live is not None
+    try:
+        yield thread.live
+    finally:
+        thread.stop()
+
+
+def _schema(live: Live) -> Any:
+    spec = httpx.get(f"{live.url}/openapi.json", timeout=10).json()
+    schema = schemathesis.openapi.from_dict(spec)
+    schema.config.update(
+        base_url=live.url,
+        headers={"X-API-Key": live.admin_key},
+        request_timeout=10,
+    )
+    return schema
+
+
+def _settings(max_examples: int) -> settings:
+    return settings(
+        max_examples=max_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],  # no shrinking: a failure is shown as found
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+def _fuzz(
+    operation: Any, mode: GenerationMode, path: dict[str, str],
+    found: list[str], statuses: Counter[int],
+) -> int:  # fmt: skip
+    """Run one operation's generated cases; note its failures (three at most). The count."""
+    count = 0
+    mine: list[str] = []
+    strategy = operation.as_strategy(generation_mode=mode, path_parameters=path or None)
+
+    @_settings(EXAMPLES_PER_OPERATION)
+    @given(case=strategy)
+    def run(case: Any) -> None:
+        nonlocal count
+        count += 1
+        try:
+            statuses[case.call_and_validate(checks=CHECKS).status_code] += 1
+        except Exception as e:  # every operation runs; the test fails once, naming them all
+            if len(mine) < 3:
+                mine.append(f"{operation.label} {path} ({mode.value}): {type(e).__name__}: {e}")
+
+    with contextlib.suppress(Unsatisfiable):  # no invalid input for an operation without any
+        run()
+    found.extend(mine)
+    return count
+
+
+def test_no_operation_answers_5xx_or_off_schema(live: Live) -> None:
+    """Valid and invalid input for every operation: once with every parameter generated (most
+    ids name nothing), once with `project_id` the demo project (to reach the routes' work)."""
+    started = time.monotonic()
+    found: list[str] = []
+    statuses: Counter[int] = Counter()
+    cases = 0
+    schema = _schema(live)
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        names = {p.name for p in operation.path_parameters}
+        for path in ({}, {"project_id": "demo"}) if "project_id" in names else ({},):
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+                cases += _fuzz(operation, mode, path, found, statuses)
+    took = time.monotonic() - started
+    print(f"\nschemathesis: {cases} cases in {took:.1f}s, statuses {sorted(statuses.items())}")
+    assert not found, "\n\n".join(found)
+
+
+STEPS: Counter[tuple[str, int]] = Counter()
+
+
+class _Checked:
+    """Stateful steps validated with CHECKS (not the library's whole default list), counted
+    by operation and status."""
+
+    def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+        STEPS[(case.operation.label, response.status_code)] += 1
+        case.validate_response(response, checks=CHECKS)
+
+
+def test_stateful_command_sequences_answer_no_5xx(live: Live) -> None:
+    """Submit a command, then follow the links: read it, cancel it, stream its events (by
+    either route), read its output."""
+    schema = _schema(live)
+    schema.config.generation.update(modes=[GenerationMode.POSITIVE])  # to get somewhere
+    machine = type("Machine", (_Checked, schema.as_state_machine()), {})
+    STEPS.clear()
+    started = time.monotonic()
+    machine.run(
+        settings=settings(
+            max_examples=STATEFUL_SCENARIOS,
+            stateful_step_count=8,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    took = time.monotonic() - started
+    print(f"\nschemathesis stateful: {sum(STEPS.values())} steps in {took:.1f}s: {dict(STEPS)}")
+    reached = {label for (label, status), _ in STEPS.items() if status == 200}
+    assert {"GET /commands/{command_id}", "POST /commands/{command_id}/cancel"} <= reached, (
+        "the links from a submitted command were followed"
+    )
