@@ -92,7 +92,7 @@ async def test_values_that_look_like_options_and_fit_no_grammar_are_422(
 ) -> None:
     resp = await rdev.admin.post("/projects/demo/claude", json={"prompt": "hi", **body})
     error = _error(resp, 422, "VALIDATION_ERROR")
-    assert error["details"]["field"] == next(iter(body))
+    assert error["details"]["field"].split(".")[0] == next(iter(body))
 
 
 SHELL_LIKE = [

@@ -124,6 +124,7 @@ def _schema(live: Live) -> Any:
         headers={"X-API-Key": live.admin_key},
         request_timeout=10,
     )
+
     return schema
 
 
@@ -198,6 +199,14 @@ class _Checked:
 def test_stateful_command_sequences_answer_no_5xx(live: Live) -> None:
     """Submit a command, then follow the links: read it, cancel it, stream its events (by
     either route), read its output."""
+    # a real command in the demo project, so that listing its commands leads somewhere
+    submitted = httpx.post(
+        f"{live.url}/projects/demo/git",
+        json={"args": ["status"]},
+        headers={"X-API-Key": live.admin_key},
+        timeout=10,
+    )
+    assert submitted.status_code == 201, submitted.text
     schema = _schema(live)
     schema.config.generation.update(modes=[GenerationMode.POSITIVE])  # to get somewhere
     machine = type("Machine", (_Checked, schema.as_state_machine()), {})

@@ -81,7 +81,7 @@ TAILS = ["\n", "\r\n", "\r", " ", "\t", "\x00", "\u2028", "\x0b", "\n\n"]
 def test_validators_match_the_whole_string(tail: str) -> None:
     checks: list[tuple[Any, str]] = [
         (policy.check_name, "demo"),
-        (policy.check_session_id, "abc-123"),
+        (policy.check_session_id, "0b9c6a2e-5f1d-4c8e-9a7b-3d2e1f0a9b8c"),
         (policy.check_model, "claude-sonnet-4-5"),
         (lambda v: policy.check_tools([v]), "Bash(git log)"),
         (policy.check_permission_mode, "plan"),

@@ -107,4 +107,15 @@ PROJECTS: dict[int | str, dict[str, Any]] = {
     }
 }  # fmt: skip
 ONE_COMMAND: dict[int | str, dict[str, Any]] = {200: {"model": CommandResponse}}
-COMMAND_PAGE: dict[int | str, dict[str, Any]] = {200: {"model": CommandPage}}
+_LISTED = {"command_id": "$response.body#/data/0/command_id"}
+COMMAND_PAGE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": CommandPage,
+        "description": "A page of the project's commands, newest first.",
+        "links": {
+            name: {"operationId": link["operationId"], "parameters": _LISTED}
+            for name, link in _LINKS.items()
+            if name != "ProjectEvents"
+        },
+    }
+}

@@ -113,7 +113,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         "VALIDATION_ERROR",
         f"invalid request: {names}",
         request_id_of(request),
-        {"fields": fields},
+        # `field` names the first problem, as the policy's own 422s do; `fields` lists them all
+        {"field": fields[0]["field"] if fields else None, "fields": fields},
     )
 
 
