@@ -93,6 +93,7 @@ class App:
             task.cancel()
         await self.dispatcher.stop(grace_seconds=self.settings.shutdown_grace_seconds)
         await self.bus.close()
+        await self.services.limits.close()
         await self.backend.close()
         await self.store.close()
         log.info("rdev.stopped")
@@ -155,6 +156,7 @@ def build(
             rps=settings.rate_limit_rps,
             auth_failures_per_minute=settings.auth_failures_per_minute,
             redis_url=settings.redis_url,
+            redis_key_prefix=settings.redis_key_prefix,
         ),
         commands=CommandService(
             store=store.commands,

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     postgres_user: str = Field("rdev", validation_alias=_env("POSTGRES_USER"))
     postgres_password: str = Field("", validation_alias=_env("POSTGRES_PASSWORD"))
     redis_url: str = Field("", validation_alias=_env("RDEV_REDIS_URL"))
+    redis_key_prefix: str = Field(
+        "rdev", min_length=1, max_length=100, validation_alias=_env("RDEV_REDIS_KEY_PREFIX")
+    )
 
     backend: Literal["local", "kubernetes"] = Field("local", validation_alias=_env("RDEV_BACKEND"))
     local_root: Path | None = Field(None, validation_alias=_env("RDEV_LOCAL_ROOT"))
@@ -84,6 +87,13 @@ class Settings(BaseSettings):
     def _cidrs(cls, value: str) -> str:
         for item in filter(None, (v.strip() for v in value.split(","))):
             ipaddress.ip_network(item, strict=False)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must start with redis:// or rediss://")
         return value
 
     @field_validator("database_url")
