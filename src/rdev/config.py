@@ -67,6 +67,18 @@ class Settings(BaseSettings):
     )
     sse_buffer_events: int = Field(1000, ge=10, validation_alias=_env("RDEV_SSE_BUFFER_EVENTS"))
     max_body_bytes: int = Field(1024 * 1024, ge=1024, validation_alias=_env("RDEV_MAX_BODY_BYTES"))
+    max_streams_per_key: int = Field(100, ge=1, validation_alias=_env("RDEV_MAX_STREAMS_PER_KEY"))
+    max_streams: int = Field(10_000, ge=1, validation_alias=_env("RDEV_MAX_STREAMS"))
+    max_requests_in_flight: int = Field(
+        256, ge=1, validation_alias=_env("RDEV_MAX_REQUESTS_IN_FLIGHT")
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, validation_alias=_env("RDEV_HEADER_TIMEOUT_SECONDS")
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, validation_alias=_env("RDEV_BODY_TIMEOUT_SECONDS")
+    )
+    fd_reserve: int = Field(64, ge=16, validation_alias=_env("RDEV_FD_RESERVE"))
     trusted_proxies: str = Field("", validation_alias=_env("RDEV_TRUSTED_PROXIES"))
     key_cache_seconds: float = Field(
         5.0, ge=0, le=5, validation_alias=_env("RDEV_KEY_CACHE_SECONDS")

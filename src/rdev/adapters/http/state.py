@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rdev.adapters.http.capacity import StreamSlots
 from rdev.adapters.http.ratelimit import Limits
 from rdev.services.audit import AuditService
 from rdev.services.health import Readiness
@@ -27,4 +28,5 @@ class HttpServices:
     commands: CommandService
     streams: StreamHub
     claude_config: ClaudeConfigService
+    stream_slots: StreamSlots
     heartbeat_seconds: float = 15.0
