@@ -16,6 +16,7 @@ import pytest
 import redis
 import structlog
 
+from rdev.adapters.http.ratelimit import Limits
 from rdev.config import Settings
 from rdev.domain import keys as keyfmt
 from tests.support import Running, free_port, make_project, serve, start_replica
@@ -233,8 +234,8 @@ class _Relay:
         self.server: asyncio.Server | None = None
         self.writers: list[asyncio.StreamWriter] = []
 
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", port)
         port: int = self.server.sockets[0].getsockname()[1]
         return port
 
@@ -306,3 +307,39 @@ async def test_rdev_serve_starts_and_throttles_with_redis_url(
         assert redis_keys(redis_prefix)
     finally:
         assert await replica.stop() in (0, -15)  # uvicorn re-raises SIGTERM once drained
+
+
+async def test_counting_returns_to_redis_once_it_answers_again(redis_prefix: str) -> None:
+    relay = _Relay(int(REDIS.rsplit(":", 1)[1].split("/")[0]))
+    port = await relay.start()
+    now = [0.0]
+    limits = Limits(
+        rps=1000,
+        auth_failures_per_minute=LIMIT,
+        redis_url=f"redis://127.0.0.1:{port}/0",
+        redis_key_prefix=redis_prefix,
+        redis_retry_seconds=30,
+        monotonic=lambda: now[0],
+    )
+
+    def in_redis(ip: str) -> bool:
+        return any(ip.encode() in k for k in redis_keys(redis_prefix))
+
+    try:
+        assert await limits.auth_failed("192.0.2.1") is None
+        assert in_redis("192.0.2.1")
+        await relay.cut()
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(LIMIT):
+                assert await limits.auth_failed("192.0.2.2") is None  # counted in memory
+            assert await limits.auth_failed("192.0.2.2") is not None
+        assert [e["event"] for e in logs] == ["ratelimit.redis_unavailable"]
+        await relay.start(port)  # Redis is back; it is tried again after the retry period
+        assert await limits.auth_failed("192.0.2.3") is None
+        assert not in_redis("192.0.2.3")
+        now[0] += 31
+        assert await limits.auth_failed("192.0.2.3") is None
+        assert in_redis("192.0.2.3")
+    finally:
+        await limits.close()
+        await relay.cut()
