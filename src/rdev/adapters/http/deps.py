@@ -110,7 +110,17 @@ KEY_ERRORS: dict[int | str, dict[str, Any]] = {
         "content": ERROR_CONTENT,
     },
     429: {
-        "description": "Too many requests for this key, or failed attempts from this IP.",
+        "description": (
+            "Too many requests (or open event streams, TOO_MANY_STREAMS) for this key, or too "
+            "many failed authentications from this IP or for this key id."
+        ),
+        "content": ERROR_CONTENT,
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        },
+    },
+    503: {
+        "description": "This replica is at a capacity limit (OVERLOADED): retry after a while.",
         "content": ERROR_CONTENT,
         "headers": {
             "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
