@@ -13,12 +13,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from rdev import logsetup
-from rdev.bootstrap import App, build
+from rdev.bootstrap import build, server
 from rdev.config import load_settings
 
 BASELINE_PATH = "/_bench/baseline"
@@ -55,35 +54,12 @@ async def baseline(request: Request) -> StreamingResponse:
     )
 
 
-class _Server(uvicorn.Server):
-    """Like the CLI's server: SIGTERM ends SSE streams before uvicorn drains."""
-
-    def __init__(self, config: uvicorn.Config, rdev_app: App) -> None:
-        super().__init__(config)
-        self._rdev = rdev_app
-
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        self._rdev.begin_shutdown()
-        super().handle_exit(sig, frame)
-
-
 def main() -> None:
     settings = load_settings()
     logsetup.configure(fmt=settings.log_format, level=settings.log_level)
     rdev_app = build(settings)
     rdev_app.http.add_route(BASELINE_PATH, baseline, methods=["GET"])
-    config = uvicorn.Config(
-        rdev_app.http,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
-        lifespan="on",
-        proxy_headers=False,
-        server_header=False,
-    )
-    _Server(config, rdev_app).run()
+    server(rdev_app, access_log=False).run()  # served exactly as `rdev serve` serves
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import httpx
 import psycopg
 import uvicorn
 
-from rdev.bootstrap import App, build
+from rdev.bootstrap import App, build, server_config
 from rdev.config import Settings
 from rdev.services.audit import SYSTEM
 from rdev.services.keys import NewKey
@@ -94,9 +94,7 @@ async def serve(
     """rdev built by bootstrap and served by a real uvicorn on an ephemeral loopback port,
     configured as `rdev serve` configures it (uvicorn itself believes no proxy headers)."""
     app = build(settings, **build_kwargs)
-    config = uvicorn.Config(
-        app.http, host=host, port=0, lifespan="on", log_level="warning", proxy_headers=False
-    )
+    config = server_config(app, host=host, port=0, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,6 +17,8 @@ from fastapi import FastAPI
 
 from rdev.adapters.bus.memory import InProcessBus
 from rdev.adapters.http.app import create_app
+from rdev.adapters.http.capacity import StreamSlots
+from rdev.adapters.http.connections import ConnectionGuard, protocol_class
 from rdev.adapters.http.ratelimit import Limits
 from rdev.adapters.http.refusals import RefusalAudit
 from rdev.adapters.http.state import HttpServices
@@ -98,6 +101,7 @@ class App:
             task.cancel()
         await self.dispatcher.stop(grace_seconds=self.settings.shutdown_grace_seconds)
         await self.bus.close()
+        await self.services.limits.close()
         await self.backend.close()
         await self.store.close()
         log.info("rdev.stopped")
@@ -154,6 +158,7 @@ def build(
         rps=settings.rate_limit_rps,
         auth_failures_per_minute=settings.auth_failures_per_minute,
         redis_url=settings.redis_url,
+        redis_key_prefix=settings.redis_key_prefix,
         refusal_entries_per_minute=settings.audit_refusals_per_minute,
     )
     services = HttpServices(
@@ -180,12 +185,16 @@ def build(
         streams=hub,
         claude_config=ClaudeConfigService(backend, audit),
         refusals=RefusalAudit(audit, limits.refusal_entry_allowed),
+        stream_slots=StreamSlots(
+            per_key=settings.max_streams_per_key, per_replica=stream_capacity(settings)
+        ),
         heartbeat_seconds=settings.sse_heartbeat_seconds,
     )
     app = App(settings, store, backend, bus, hub, dispatcher, services, demo=demo)
     app.http = create_app(
         services,
         max_body_bytes=settings.max_body_bytes,
+        max_requests_in_flight=settings.max_requests_in_flight,
         trusted_proxies=settings.trusted_proxy_networks,
         lifespan=app.lifespan,
     )
@@ -205,18 +214,59 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def connection_budget(settings: Settings) -> int:
+    """Connections this process may hold open: its descriptor limit less RDEV_FD_RESERVE, kept
+    for the database, command pipes, files and the clients' health checks."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(16, soft - settings.fd_reserve)
+
+
+def stream_capacity(settings: Settings) -> int:
+    """RDEV_MAX_STREAMS, but at most three quarters of the connection budget: the rest stays
+    for requests, so open streams cannot starve submissions and health checks."""
+    return max(1, min(settings.max_streams, connection_budget(settings) * 3 // 4))
+
+
+def server_config(app: App, **overrides: Any) -> uvicorn.Config:
+    """How rdev is served, by `rdev serve`, the tests and the benchmarks alike: uvicorn with
+    the connection guard as its HTTP protocol (see adapters/http/connections.py).
+    `overrides` replace uvicorn options (tests: port=0, a quieter log level)."""
+    settings = app.settings
+    guard = ConnectionGuard(
+        max_connections=connection_budget(settings),
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+    )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "http": protocol_class(guard),
+        "ws": "none",
+        "log_level": settings.log_level,
+        "access_log": settings.log_level == "debug",
+        "timeout_graceful_shutdown": max(1, int(settings.shutdown_grace_seconds)),
+        "lifespan": "on",
+        "proxy_headers": False,  # rdev resolves client IPs itself, from RDEV_TRUSTED_PROXIES
+        "server_header": False,
+    }
+    return uvicorn.Config(app.http, **(options | overrides))
+
+
+def server(app: App, **overrides: Any) -> uvicorn.Server:
+    """The uvicorn server for `app`, telling rdev about SIGTERM before it drains."""
+    return _Server(server_config(app, **overrides), app)
+
+
 def run(settings: Settings, *, demo: bool = False) -> None:
     """Build rdev and serve it with uvicorn until SIGTERM/SIGINT."""
     app = build(settings, demo=demo)
-    config = uvicorn.Config(
-        app.http,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.log_level == "debug",
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
-        lifespan="on",
-        proxy_headers=False,  # rdev resolves client IPs itself, from RDEV_TRUSTED_PROXIES only
-        server_header=False,
+    log.info(
+        "rdev.capacity",
+        connections=connection_budget(settings),
+        streams=app.services.stream_slots.per_replica,
+        streams_per_key=settings.max_streams_per_key,
+        requests_in_flight=settings.max_requests_in_flight,
     )
-    _Server(config, app).run()
+    server(app).run()

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     postgres_user: str = Field("rdev", validation_alias=_env("POSTGRES_USER"))
     postgres_password: str = Field("", validation_alias=_env("POSTGRES_PASSWORD"))
     redis_url: str = Field("", validation_alias=_env("RDEV_REDIS_URL"))
+    redis_key_prefix: str = Field(
+        "rdev", min_length=1, max_length=100, validation_alias=_env("RDEV_REDIS_KEY_PREFIX")
+    )
 
     backend: Literal["local", "kubernetes"] = Field("local", validation_alias=_env("RDEV_BACKEND"))
     local_root: Path | None = Field(None, validation_alias=_env("RDEV_LOCAL_ROOT"))
@@ -67,6 +70,18 @@ class Settings(BaseSettings):
     )
     sse_buffer_events: int = Field(1000, ge=10, validation_alias=_env("RDEV_SSE_BUFFER_EVENTS"))
     max_body_bytes: int = Field(1024 * 1024, ge=1024, validation_alias=_env("RDEV_MAX_BODY_BYTES"))
+    max_streams_per_key: int = Field(100, ge=1, validation_alias=_env("RDEV_MAX_STREAMS_PER_KEY"))
+    max_streams: int = Field(10_000, ge=1, validation_alias=_env("RDEV_MAX_STREAMS"))
+    max_requests_in_flight: int = Field(
+        256, ge=1, validation_alias=_env("RDEV_MAX_REQUESTS_IN_FLIGHT")
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, validation_alias=_env("RDEV_HEADER_TIMEOUT_SECONDS")
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, validation_alias=_env("RDEV_BODY_TIMEOUT_SECONDS")
+    )
+    fd_reserve: int = Field(64, ge=16, validation_alias=_env("RDEV_FD_RESERVE"))
     trusted_proxies: str = Field("", validation_alias=_env("RDEV_TRUSTED_PROXIES"))
     key_cache_seconds: float = Field(
         5.0, ge=0, le=5, validation_alias=_env("RDEV_KEY_CACHE_SECONDS")
@@ -87,6 +102,13 @@ class Settings(BaseSettings):
     def _cidrs(cls, value: str) -> str:
         for item in filter(None, (v.strip() for v in value.split(","))):
             ipaddress.ip_network(item, strict=False)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must start with redis:// or rediss://")
         return value
 
     @field_validator("database_url")

@@ -194,11 +194,12 @@ async def test_openapi_documents_the_key_and_its_errors(rdev: Running) -> None:
                 assert "security" not in operation, (method, path)
                 continue
             assert operation["security"] == [{"ApiKey": []}], (method, path)
-            for status in ("401", "403", "429"):
+            for status in ("401", "403", "429", "503"):
                 content = operation["responses"][status]["content"]
                 assert list(content) == ["application/json"], (method, path)
                 assert content["application/json"]["schema"]["required"] == ["error", "meta"]
-            assert "Retry-After" in operation["responses"]["429"]["headers"]
+            for status in ("429", "503"):
+                assert "Retry-After" in operation["responses"][status]["headers"]
 
 
 async def test_no_error_body_carries_a_traceback(rdev: Running) -> None:

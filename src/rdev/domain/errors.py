@@ -70,13 +70,38 @@ class QueueFull(RdevError):
 class RateLimited(RdevError):
     code = "RATE_LIMITED"
 
-    def __init__(self, message: str = "", *, retry_after: float = 1.0) -> None:
-        super().__init__(message or "too many requests", details={})
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        retry_after: float = 1.0,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message or "too many requests", details=details or {})
         self.retry_after = retry_after
+
+
+class TooManyStreams(RateLimited):
+    """The key holds as many open event streams as it may."""
+
+    code = "TOO_MANY_STREAMS"
 
 
 class Unavailable(RdevError):
     code = "UNAVAILABLE"
+
+
+class Overloaded(Unavailable):
+    """This replica is at a capacity limit (open streams, requests in flight): try again soon,
+    here or on another replica."""
+
+    code = "OVERLOADED"
+
+    def __init__(
+        self, message: str, *, retry_after: float = 1.0, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
 
 
 class BackendUnavailable(Unavailable):

@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from rdev.adapters.http import errors
+from rdev.adapters.http.capacity import InFlightLimit
 from rdev.adapters.http.deps import KEY_ERRORS
 from rdev.adapters.http.documented import ERRORS
 from rdev.adapters.http.middleware import EdgeMiddleware
@@ -30,6 +31,7 @@ def create_app(
     services: HttpServices,
     *,
     max_body_bytes: int,
+    max_requests_in_flight: int = 256,
     trusted_proxies: tuple[str, ...] = (),
     lifespan: Lifespan | None = None,
 ) -> FastAPI:
@@ -46,6 +48,7 @@ def create_app(
     app.include_router(health.router)
     for module in (keys, projects, commands, streams, claude_config, audit):
         app.include_router(module.router, responses=KEY_ERRORS | ERRORS)  # all behind KeyAuth
+    app.add_middleware(InFlightLimit, limit=max_requests_in_flight)  # inside the edge
     app.add_middleware(
         EdgeMiddleware, max_body_bytes=max_body_bytes, trusted_proxies=trusted_proxies
     )

@@ -59,14 +59,17 @@ class Caller:
 
 
 async def _authenticate(request: Request, svc: HttpServices) -> ApiKey:
-    ip = request.state.client_ip or "unknown"
-    wait = await svc.limits.auth_blocked(ip)
-    if wait is not None:
-        raise RateLimited("too many failed authentication attempts", retry_after=wait)
+    """The request's key. Failures are counted (see `ratelimit`): over the budget of the client
+    IP or of the key id, a failure is 429 and is not audited again; a valid key is never
+    refused for others' failures, so nothing here runs before `authenticate`."""
     try:
         return await svc.keys.authenticate(_presented_key(request))
     except AuthFailure as failure:
-        await svc.limits.auth_failed(ip)
+        real_id = failure.key_id if failure.reason == "wrong_secret" else None
+        ip = request.state.client_ip or "unknown"
+        wait = await svc.limits.auth_failed(ip, real_key_id=real_id)
+        if wait is not None:
+            raise RateLimited("too many failed authentication attempts", retry_after=wait) from None
         await svc.keys.record_failure(failure, actor=actor_of(request))
         raise
 
@@ -109,7 +112,17 @@ KEY_ERRORS: dict[int | str, dict[str, Any]] = {
         "content": ERROR_CONTENT,
     },
     429: {
-        "description": "Too many requests for this key, or failed attempts from this IP.",
+        "description": (
+            "Too many requests (or open event streams, TOO_MANY_STREAMS) for this key, or too "
+            "many failed authentications from this IP or for this key id."
+        ),
+        "content": ERROR_CONTENT,
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        },
+    },
+    503: {
+        "description": "This replica is at a capacity limit (OVERLOADED): retry after a while.",
         "content": ERROR_CONTENT,
         "headers": {
             "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}

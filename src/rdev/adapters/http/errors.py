@@ -84,10 +84,12 @@ async def _rdev_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, e.RdevError)
     status = status_for(exc)
     headers = None
-    if isinstance(exc, e.RateLimited | e.QueueFull):
+    if isinstance(exc, e.RateLimited | e.QueueFull | e.Overloaded):
         retry = getattr(exc, "retry_after", 1.0)
         headers = {"Retry-After": str(max(1, round(retry)))}
-    if status >= 500:
+        if isinstance(exc, e.TooManyStreams | e.Overloaded):
+            headers["Connection"] = "close"  # the connection is part of what is over the limit
+    if status >= 500 and not isinstance(exc, e.Overloaded):  # a flood is not a log flood
         log.warning("request.error", code=exc.code, message=exc.message)
     if isinstance(exc, e.Forbidden | e.CommandRejected):
         await request.app.state.services.refusals.record(request, exc)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,9 +119,10 @@ class SseResponse(Response):
 
     def __init__(
         self, greeting: str, *, hub: StreamHub, command_id: str, after: int | None,
-        heartbeat: float, status_code: int = 200,
+        heartbeat: float, release: Callable[[], None] | None = None, status_code: int = 200,
     ) -> None:  # fmt: skip
         """`after`: the sequence number to resume after; None sends the greeting alone.
+        `release` is called once the stream has ended, however it ends (its capacity slot).
         (`status_code` with its default is what FastAPI reads to document the response.)"""
         self.status_code = status_code
         self.background = None
@@ -130,8 +132,16 @@ class SseResponse(Response):
         self._command_id = command_id
         self._after = after
         self._heartbeat = heartbeat
+        self._release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._stream(receive, send)
+        finally:
+            if self._release is not None:
+                self._release()
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rdev.adapters.http.capacity import StreamSlots
 from rdev.adapters.http.ratelimit import Limits
 from rdev.adapters.http.refusals import RefusalAudit
 from rdev.services.audit import AuditService
@@ -29,4 +30,5 @@ class HttpServices:
     streams: StreamHub
     claude_config: ClaudeConfigService
     refusals: RefusalAudit
+    stream_slots: StreamSlots
     heartbeat_seconds: float = 15.0

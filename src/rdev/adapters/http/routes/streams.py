@@ -31,7 +31,7 @@ LastEventIdQuery = Annotated[str | None, Query(max_length=200)]
 async def _command_stream(request: Request, svc: HttpServices, command_id: str) -> sse.SseResponse:
     caller = await caller_for(request, svc, Scope.COMMANDS_READ)
     cmd = await svc.commands.get(caller.key, command_id)
-    return _respond(svc, cmd, request)
+    return _respond(svc, cmd, request, caller.key.id)
 
 
 async def _project_stream(
@@ -43,19 +43,22 @@ async def _project_stream(
     cmd = await svc.commands.get(caller.key, stream_id[:100])
     if cmd.project_id != project_id:
         raise NotFound(f"stream {stream_id} not found")
-    return _respond(svc, cmd, request)
+    return _respond(svc, cmd, request, caller.key.id)
 
 
-def _respond(svc: HttpServices, cmd: Command, request: Request) -> sse.SseResponse:
+def _respond(svc: HttpServices, cmd: Command, request: Request, key_id: str) -> sse.SseResponse:
     given = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     after = sse.parse_last_event_id(given[:200] if given else None, cmd.id)
     greeting = f"retry: {sse.RETRY_MS}\n" + sse.bare(
         EventType.CONNECTED,
         {"project": cmd.project_id, "stream_id": cmd.id, "status": cmd.status.value},
     )
+    # a stream that will tail holds a slot of its key's and of the replica's until it ends
+    release = svc.stream_slots.acquire(key_id) if after is not None else None
     return sse.SseResponse(
-        greeting, hub=svc.streams, command_id=cmd.id, after=after, heartbeat=svc.heartbeat_seconds
-    )
+        greeting, hub=svc.streams, command_id=cmd.id, after=after,
+        heartbeat=svc.heartbeat_seconds, release=release,
+    )  # fmt: skip
 
 
 async def _open_command_stream(request: Request) -> sse.SseResponse:
