@@ -27,6 +27,7 @@ STATUS: dict[type[e.RdevError], int] = {
     e.QueueFull: 429,
     e.RateLimited: 429,
     e.Unavailable: 503,
+    e.DatabaseUnavailable: 503,
     e.ExecFailed: 502,
 }
 
@@ -80,7 +81,7 @@ async def _rdev_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, e.RdevError)
     status = status_for(exc)
     headers = None
-    if isinstance(exc, e.RateLimited | e.QueueFull):
+    if isinstance(exc, e.RateLimited | e.QueueFull | e.DatabaseUnavailable):
         retry = getattr(exc, "retry_after", 1.0)
         headers = {"Retry-After": str(max(1, round(retry)))}
     if status >= 500:
