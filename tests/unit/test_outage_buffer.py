@@ -259,3 +259,40 @@ async def test_persist_retries_only_while_the_database_is_unavailable() -> None:
     with pytest.raises(Conflict):
         await persist(broken)
     assert calls.count("y") == 1
+
+
+async def test_a_stream_whose_log_read_fails_stays_open_and_reads_again_later() -> None:
+    """A reader catching up when the database goes away gets heartbeats (None), not an error,
+    and then every event, in order, once the log is back."""
+    log = FlakyLog()
+    writer = _writer(log)
+    writer.output_lines("stdout", _lines(0, 5))
+    await writer.flush()
+    hub = StreamHub(log, InProcessBus(), replica="unit")
+    sub = hub.subscribe(CMD, after=0)
+    log.down = True
+    assert await sub.next_batch(0.05) is None
+    assert await sub.next_batch(0.05) is None
+    log.down = False
+    got: list[Event] = []
+    while len(got) < 5:
+        batch = await sub.next_batch(0.05)
+        got += batch or []
+    assert [e.seq for e in got] == [1, 2, 3, 4, 5]
+    sub.close()
+
+
+async def test_a_poke_has_readers_read_the_log_again() -> None:
+    log = FlakyLog()
+    hub = StreamHub(log, InProcessBus(), replica="unit")
+    sub = hub.subscribe(CMD, after=0)
+    assert await sub.next_batch(0.05) == []  # caught up: the log is empty
+    writer = _writer(log)  # its own hub: this one hears of the events only through a poke
+    writer.output_lines("stdout", _lines(0, 2))
+    await writer.flush()
+    waiting = asyncio.create_task(sub.next_batch(30))
+    await asyncio.sleep(0)
+    hub.poke(CMD)
+    assert await asyncio.wait_for(waiting, timeout=2) == []
+    assert [e.seq for e in await sub.next_batch(0.05) or []] == [1, 2]
+    sub.close()
