@@ -149,6 +149,7 @@ def build(
             lease_seconds=settings.lease_seconds,
             kill_grace_seconds=settings.kill_grace_seconds,
             max_output_bytes=settings.max_output_bytes,
+            outage_buffer_bytes=settings.outage_buffer_bytes,
         ),
         clock=clock,
         on_end=audit.command_ended,

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, validation_alias=_env("RDEV_MAX_OUTPUT_BYTES")
     )
+    # output held per running command while the database is unreachable; past it lines are
+    # dropped and recorded as a `truncated` gap event
+    outage_buffer_bytes: int = Field(
+        4 * 1024 * 1024, ge=64 * 1024, validation_alias=_env("RDEV_OUTAGE_BUFFER_BYTES")
+    )
     event_retention_days: int = Field(7, ge=1, validation_alias=_env("RDEV_EVENT_RETENTION_DAYS"))
     sse_heartbeat_seconds: float = Field(
         15.0, gt=0, validation_alias=_env("RDEV_SSE_HEARTBEAT_SECONDS")

@@ -165,7 +165,8 @@ class CommandStore(Protocol):
     async def renew_leases(
         self, *, owner: str, command_ids: Sequence[str], until: datetime
     ) -> list[str]:
-        """Extend this replica's leases; returns the ids among them whose cancel was requested."""
+        """Extend this replica's leases; returns the ids among them to stop: cancel requested,
+        or no longer this replica's (finished elsewhere, e.g. swept while it was cut off)."""
         ...
 
     async def request_cancel(self, command_id: str) -> None: ...

@@ -108,6 +108,14 @@ class BackendUnavailable(Unavailable):
     code = "BACKEND_UNAVAILABLE"
 
 
+class DatabaseUnavailable(Unavailable):
+    """The database cannot be reached (connection refused, lost or timed out). Transient: the
+    operation may be retried, and nothing about the request was decided."""
+
+    code = "DATABASE_UNAVAILABLE"
+    retry_after = 5.0  # seconds a client is asked to wait before trying again
+
+
 class ShuttingDown(Unavailable):
     code = "SHUTTING_DOWN"
 

@@ -2,7 +2,14 @@
 backend, enforces timeouts and cancel, renews leases, and sweeps commands whose replica died.
 
 Every replica runs one. Claims go through the command store, which serialises them, so the
-per-project limit holds across replicas; the replica-wide limit is this process's own."""
+per-project limit holds across replicas; the replica-wide limit is this process's own.
+
+A database outage stops every replica from renewing its leases, so when it ends every lease may
+look expired. A replica therefore renews its own leases first (it retries a failed renewal
+soon, not a third of a lease later) and sweeps nothing until the database has answered it
+without a break for a whole lease period: long enough for every live replica to have renewed.
+A lease still expired after that belongs to a replica that is really gone. A replica never
+sweeps a command it is running itself, and stops one that another replica ended meanwhile."""
 
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from rdev.runtime.streams import StreamHub
 
 log = structlog.get_logger(__name__)
 QUEUE_TOPIC = "queue"
+RENEW_RETRY_SECONDS = 0.5  # after a failed renewal: renew soon once the database is back
 CANCEL_TOPIC = "cancel"
 
 
@@ -56,6 +64,8 @@ class Dispatcher:
         self._accepting = True
         self._project_limits: dict[str, int | None] = {}
         self._limits_read_at = float("-inf")
+        # loop time since which the database has answered without a break (None: it has not)
+        self._db_back_at: float | None = float("-inf")
         bus.subscribe(QUEUE_TOPIC, lambda _payload: self._wake.set())
         bus.subscribe(CANCEL_TOPIC, self._on_cancel)
 
@@ -87,7 +97,11 @@ class Dispatcher:
             if pending:
                 for runner in list(self._running.values()):
                     runner.abandon("SHUTDOWN", "the rdev replica running this command shut down")
-                await asyncio.wait(pending, timeout=self._limits.kill_grace_seconds + 5)
+                _done, pending = await asyncio.wait(
+                    pending, timeout=self._limits.kill_grace_seconds + 5
+                )
+                for task in pending:  # e.g. still waiting for the database: nothing is left behind
+                    task.cancel()
 
     async def _claim_loop(self) -> None:
         while self._accepting:
@@ -95,6 +109,7 @@ class Dispatcher:
             try:
                 await self._claim_once()
             except Exception as e:  # a database blip must not kill the loop
+                self._db_back_at = None
                 log.warning("dispatcher.claim_failed", error=type(e).__name__, detail=str(e)[:200])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._limits.poll_seconds)
@@ -176,26 +191,41 @@ class Dispatcher:
 
     async def _lease_loop(self) -> None:
         every = self._limits.lease_seconds / 3
+        wait = every
         while self._accepting:
-            await asyncio.sleep(every)
+            await asyncio.sleep(wait)
             try:
                 await self._renew_and_sweep()
             except Exception as e:
+                self._db_back_at = None
+                wait = min(every, RENEW_RETRY_SECONDS)
                 log.warning("dispatcher.lease_failed", error=type(e).__name__)
+            else:
+                wait = every
 
     async def _renew_and_sweep(self) -> None:
         now = self._clock()
         ids = list(self._running)
-        cancelled = await self._commands.renew_leases(
+        to_stop = await self._commands.renew_leases(
             owner=self._replica,
             command_ids=ids,
             until=now + timedelta(seconds=self._limits.lease_seconds),
         )
-        for command_id in cancelled:
+        for command_id in to_stop:  # cancel requested, or ended by another replica
             self._on_cancel(command_id)
-        for cmd in await self._commands.expired_leases(now):
+        expired = await self._commands.expired_leases(now)  # also proves the database answers
+        if not self._may_sweep():
+            return
+        for cmd in expired:
             if cmd.id not in self._running:
                 await self._sweep(cmd, now)
+
+    def _may_sweep(self) -> bool:
+        """Only after the database has answered for a whole lease period (see the docstring)."""
+        now = asyncio.get_running_loop().time()
+        if self._db_back_at is None:
+            self._db_back_at = now
+        return now - self._db_back_at >= self._limits.lease_seconds
 
     async def _sweep(self, cmd: Command, now: datetime) -> None:
         """A running command whose replica stopped renewing its lease: the outcome is unknown."""

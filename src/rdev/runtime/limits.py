@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rdev.runtime.outage import DEFAULT_BUFFER_BYTES
+
 
 @dataclass(frozen=True, slots=True)
 class DispatchLimits:
@@ -12,5 +14,6 @@ class DispatchLimits:
     lease_seconds: float = 30.0
     kill_grace_seconds: float = 5.0
     max_output_bytes: int = 10 * 1024 * 1024
+    outage_buffer_bytes: int = DEFAULT_BUFFER_BYTES  # output held per command while the DB is away
     poll_seconds: float = 1.0
     claude_bin: str = "claude"

@@ -18,6 +18,7 @@ from rdev.domain.models import ClaudeResult, Command, CommandKind, CommandStatus
 from rdev.ports import Backend, CommandStore, EventLog, Execution, ExitStatus, Finish
 from rdev.runtime.gitguard import check_repository
 from rdev.runtime.limits import DispatchLimits
+from rdev.runtime.outage import persist
 from rdev.runtime.output import LineSplitter
 from rdev.runtime.streams import StreamHub
 from rdev.runtime.writer import EventWriter
@@ -71,6 +72,7 @@ class Runner:
             log=self._log,
             hub=self._hub,
             max_output_bytes=self._limits.max_output_bytes,
+            outage_buffer_bytes=self._limits.outage_buffer_bytes,
         )
         try:
             project = await self._backend.get_project(cmd.project_id)
@@ -184,10 +186,13 @@ class Runner:
             output_bytes=writer.output_bytes,
             truncated=writer.truncated,
         )
-        if await self._commands.finish(self.command.id, finish, final):
+        # waits out a database outage: a command's terminal events are never lost
+        if await persist(lambda: self._commands.finish(self.command.id, finish, final)):
             await self._hub.publish(final)
             if self._on_end is not None:
                 await self._on_end(self.command, finish)
+        else:  # finished elsewhere, or by an attempt whose answer was lost: readers re-read
+            self._hub.poke(self.command.id)
         log.info(
             "command.finished", command=self.command.id, status=status.value, exit_code=exit_code
         )

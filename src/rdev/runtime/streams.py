@@ -4,7 +4,11 @@ loses or repeats an event.
 
 A subscription buffers at most `buffer_events` live events (plus one writer batch); past that it
 is marked slow and the reader ends with SLOW_CONSUMER (it resumes from the log). While a reader
-is catching up from the log it buffers nothing at all: it is only told to read again."""
+is catching up from the log it buffers nothing at all: it is only told to read again.
+
+A log read that fails because the database is away does not end the stream: the reader waits a
+heartbeat (or until events are published again) and reads again, so an open stream survives an
+outage and delivers what was written meanwhile once the database is back."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 
+from rdev.domain.errors import DatabaseUnavailable
 from rdev.domain.models import Event
 from rdev.ports import Bus, EventLog
 
@@ -125,7 +130,12 @@ class Subscription:
             raise SlowConsumer
         if self.catching_up or self.dirty:
             self.dirty = False
-            events = await self._read_log()
+            try:
+                events = await self._read_log()
+            except DatabaseUnavailable:
+                self.dirty = True  # read again next time
+                await self._wait(wait_seconds)
+                return None  # a heartbeat: the stream stays open
             head = self._hub.head(self.command_id)  # 0: nothing published since we joined
             if (head and self.last >= head) or (len(events) < _PAGE and not self.dirty):
                 # read up to everything published (or to the log's end with nothing published
@@ -135,14 +145,7 @@ class Subscription:
                 self.buffer.clear()  # anything here is already in the log we just read
             return events
         if not self.buffer:
-            self._waiter = waiter = asyncio.get_running_loop().create_future()
-            # an alarm rather than wait_for or a timer each: no extra task or timer per idle stream
-            tick = self._hub.alarms.add(waiter, wait_seconds)
-            try:
-                await waiter
-            finally:
-                self._hub.alarms.discard(tick, waiter)
-                self._waiter = None
+            await self._wait(wait_seconds)
             quiet = not (self.buffer or self.dirty or self.overflowed or self._hub.closing)
             return None if quiet else []
         out = [e for e in self.buffer if e.seq > self.last]
@@ -153,6 +156,17 @@ class Subscription:
         if out:
             self.last = out[-1].seq
         return out
+
+    async def _wait(self, seconds: float) -> None:
+        """Until woken (events, a poke, shutdown) or `seconds` have passed."""
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        # an alarm rather than wait_for or a timer each: no extra task or timer per idle stream
+        tick = self._hub.alarms.add(waiter, seconds)
+        try:
+            await waiter
+        finally:
+            self._hub.alarms.discard(tick, waiter)
+            self._waiter = None
 
     def close(self) -> None:
         self._hub._remove(self)
@@ -188,6 +202,12 @@ class StreamHub:
         for sub in self._subs.get(command_id, ()):
             sub.offer(events)
         await self._bus.publish(EVENTS_TOPIC, f"{self._replica} {command_id} {events[-1].seq}")
+
+    def poke(self, command_id: str) -> None:
+        """Have this replica's readers of a command re-read its log (its events were stored
+        but not published here)."""
+        for sub in self._subs.get(command_id, ()):
+            sub.poke()
 
     def shutdown(self) -> None:
         """End every open stream (each reader gets a retry hint and resumes elsewhere)."""

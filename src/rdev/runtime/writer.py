@@ -1,7 +1,8 @@
 """One command's event writer: assigns sequence numbers, enforces the output cap, and writes
 with group commit (persist, then publish). The first event goes out at once; events that arrive
 while a write is in flight are written together by the next one, so a quiet command is not
-delayed and a fast one costs one write per batch, not per line."""
+delayed and a fast one costs one write per batch, not per line. While the database is away the
+writes wait it out and output is held within a budget (see runtime/outage.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any
 
 from rdev.domain.models import Event, EventType
 from rdev.ports import EventLog
+from rdev.runtime.outage import DEFAULT_BUFFER_BYTES, OutageBuffer
+from rdev.runtime.output import Line
 from rdev.runtime.streams import StreamHub
 
 _OUTPUT = EventType.OUTPUT  # enum attribute access is slow in the per-line loop
@@ -29,6 +32,7 @@ class EventWriter:
         log: EventLog,
         hub: StreamHub,
         max_output_bytes: int,
+        outage_buffer_bytes: int = DEFAULT_BUFFER_BYTES,
     ) -> None:
         self.command_id = command_id
         self.seq = last_seq
@@ -39,6 +43,7 @@ class EventWriter:
         self.truncated = False
         self._pending: list[Event] = []
         self._writing: asyncio.Task[None] | None = None
+        self._outage = OutageBuffer(outage_buffer_bytes)
 
     def event(self, type_: EventType, data: dict[str, Any]) -> Event:
         self.seq += 1
@@ -50,6 +55,8 @@ class EventWriter:
         await self.backpressure()
 
     def _enqueue(self, event: Event) -> None:
+        if self._outage.active:
+            self._close_gap()
         self._pending.append(event)
         self._kick()
 
@@ -63,6 +70,8 @@ class EventWriter:
     def output_lines(self, stream: str, lines: Iterable[tuple[str, bool, int]]) -> None:
         """Output events for (text, complete, size) lines. Hand-built JSON and one hand-off to
         the writer per chunk: this runs once per line of output."""
+        if self._outage.active:
+            lines = self._through_outage(lines)
         tail = f',"stream":"{stream}"}}'
         made: list[Event] = []
         seq = self.seq
@@ -85,13 +94,15 @@ class EventWriter:
 
     def message(self, obj: dict[str, Any], size: int) -> None:
         self.output_bytes += size
+        if self._outage.active and not self._admitted(size):
+            return
         if not self._capped():
             self._enqueue(self.event(EventType.MESSAGE, obj))
 
     async def backpressure(self) -> None:
         """Wait while too much is pending, so a slow log bounds memory instead of growing it."""
         if len(self._pending) >= MAX_PENDING and self._writing is not None:
-            await asyncio.shield(self._writing)
+            await self._outage.settle(self._writing)
 
     def _capped(self) -> bool:
         """True once past the cap; the first time, queue the one `truncated` event."""
@@ -107,9 +118,39 @@ class EventWriter:
         while self._pending:
             batch = self._pending[:MAX_BATCH]
             del self._pending[:MAX_BATCH]
-            await self._log.append(batch)
+            if not await self._outage.append(self._log, batch):
+                self._pending.clear()  # the log was taken over: the command was ended elsewhere
+                return
             await self._hub.publish(batch)
+            if self._outage.active:
+                self._close_gap()
             await asyncio.sleep(0)  # an inline (SQLite) append never yields: let readers run
+        self._outage.drained()
+
+    def _admitted(self, size: int) -> bool:
+        """Whether output of `size` bytes is kept: within the budget while the log is down;
+        always once it is back (after the gap, if any, is recorded)."""
+        if self._outage.down:
+            return self._outage.admit(size)
+        self._close_gap()
+        return True
+
+    def _through_outage(self, lines: Iterable[Line]) -> list[Line]:
+        """The lines kept (see `_admitted`); the dropped ones still count as output."""
+        kept = []
+        for line in lines:
+            if self._admitted(line[2]):
+                kept.append(line)
+            else:
+                self.output_bytes += line[2]
+        return kept
+
+    def _close_gap(self) -> None:
+        """Record the lines dropped during an outage as one `truncated` event, in their place."""
+        gap = self._outage.gap()
+        if gap is not None:
+            self._pending.append(self.event(EventType.TRUNCATED, gap))
+            self._kick()
 
     async def flush(self) -> None:
         """Wait until everything added so far is durable and published."""

@@ -31,6 +31,7 @@ STATUS: dict[type[e.RdevError], int] = {
     e.QueueFull: 429,
     e.RateLimited: 429,
     e.Unavailable: 503,
+    e.DatabaseUnavailable: 503,
     e.ExecFailed: 502,
 }
 
@@ -84,7 +85,7 @@ async def _rdev_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, e.RdevError)
     status = status_for(exc)
     headers = None
-    if isinstance(exc, e.RateLimited | e.QueueFull | e.Overloaded):
+    if isinstance(exc, e.RateLimited | e.QueueFull | e.Overloaded | e.DatabaseUnavailable):
         retry = getattr(exc, "retry_after", 1.0)
         headers = {"Retry-After": str(max(1, round(retry)))}
         if isinstance(exc, e.TooManyStreams | e.Overloaded):

@@ -252,7 +252,19 @@ class SqlCommandStore:
                 .where(c.id.in_(ids), c.lease_owner == owner)
                 .values(lease_expires_at=until)
             )
-            rows = conn.execute(select(c.id).where(c.id.in_(ids), c.cancel_requested.is_(True)))
+            # to stop: cancel requested, or no longer this replica's to run (another replica
+            # swept it while this one could not reach the database)
+            rows = conn.execute(
+                select(c.id).where(
+                    c.id.in_(ids),
+                    or_(
+                        c.cancel_requested.is_(True),
+                        c.status != _RUNNING,
+                        c.lease_owner.is_(None),
+                        c.lease_owner != owner,
+                    ),
+                )
+            )
             return [r.id for r in rows]
 
         return await self._db.write(renew)

@@ -9,7 +9,9 @@
   rolled back and run again in a worker thread that waits up to 30 s. Operations that may touch
   many rows, migrations and WAL checkpoints (which fsync) run in worker threads too.
 - **PostgreSQL**: SQLAlchemy's asyncio engine over psycopg; the same functions run through
-  `AsyncConnection.run_sync`.
+  `AsyncConnection.run_sync`. An operation that fails because the server cannot be reached
+  (refused, connection lost, pool timeout) raises the domain's `DatabaseUnavailable`, so the
+  core can tell an outage, which it waits out, from a failed statement, which it does not.
 """
 
 from __future__ import annotations
@@ -24,17 +26,22 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from rdev.domain.errors import Unavailable
+from rdev.domain.errors import DatabaseUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7_270_001  # pg advisory lock id: one replica migrates at a time
 CLAIM_LOCK = 7_270_002  # pg advisory lock id: queue claims are serialised across replicas
 _BUSY_TIMEOUT_MS = 30_000  # how long a worker thread waits for another process's lock
 _CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints while writes go on
+_CONNECT_TIMEOUT = 5  # seconds: an unreachable server is an outage, not a hung request
+# SQLSTATEs that mean "the server is not there" rather than "this statement failed": class 08
+# (connection exception), and admin/crash shutdown or "cannot connect now" (a server starting).
+_UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03")
 
 T = TypeVar("T")
 Op = Callable[[Connection], T]
@@ -60,7 +67,7 @@ class Database:
         try:
             await self.read(lambda conn: conn.execute(text("SELECT 1")))
         except (SQLAlchemyError, OSError) as e:
-            raise Unavailable("database unreachable", details={"reason": type(e).__name__}) from e
+            raise _unavailable(e) from e
 
     async def close(self) -> None:
         raise NotImplementedError
@@ -84,21 +91,57 @@ def _upgrade(conn: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
+def unreachable(error: BaseException) -> bool:
+    """Whether a database error means the server could not be reached (an outage) rather than
+    that a statement failed. psycopg reports a refused or lost connection without a SQLSTATE."""
+    if isinstance(error, PoolTimeout | OSError):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, OperationalError | InterfaceError):
+        return False
+    state = getattr(error.orig, "sqlstate", None)
+    return state is None or state.startswith(_UNREACHABLE_STATES)
+
+
+def _unavailable(error: BaseException) -> DatabaseUnavailable:
+    return DatabaseUnavailable("database unreachable", details={"reason": type(error).__name__})
+
+
 class PostgresDatabase(Database):
     is_sqlite = False
 
     def __init__(self, url: str, *, pool_size: int) -> None:
         self.engine: AsyncEngine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=10
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_timeout=10,
+            connect_args={"connect_timeout": _CONNECT_TIMEOUT},
         )
 
     async def read(self, op: Op[T]) -> T:
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(op)
+        try:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(op)
+        except (SQLAlchemyError, OSError) as e:
+            if unreachable(e):
+                raise _unavailable(e) from e
+            raise
 
     async def write(self, op: Op[T], *, slow: bool = False) -> T:
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(op)
+        """A write whose connection is lost at commit may or may not have been stored: callers
+        that retry after DatabaseUnavailable make their writes idempotent (see events.append)."""
+        try:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(op)
+        except (SQLAlchemyError, OSError) as e:
+            if unreachable(e):
+                raise _unavailable(e) from e
+            raise
 
     async def migrate(self) -> None:
         """An advisory lock makes concurrent starts of several replicas safe."""

@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from rdev.adapters.sql.db import Database
 from rdev.adapters.sql.tables import events
+from rdev.domain.errors import Conflict
 from rdev.domain.models import Event, EventType
 
 _ROWS_PER_READ = 32
@@ -85,7 +87,28 @@ class SqlEventLog:
         self._db = db
 
     async def append(self, batch: Sequence[Event]) -> None:
-        await self._db.write(lambda conn: insert_events(conn, batch))
+        """Idempotent: a batch already stored as it is (an earlier attempt whose commit was
+        acknowledged by nobody, the connection having dropped) counts as written. Other events
+        in its place raise Conflict: another writer (the sweeper) has taken the log over."""
+        if not batch:
+            return
+        try:
+            await self._db.write(lambda conn: insert_events(conn, batch))
+        except IntegrityError as e:
+            stored = await self._db.read(
+                lambda conn: conn.execute(
+                    select(events.c.seq_end, events.c.body).where(
+                        events.c.command_id == batch[0].command_id,
+                        events.c.seq_start == batch[0].seq,
+                    )
+                ).first()
+            )
+            if stored is not None and tuple(stored) == (batch[-1].seq, _body(batch)):
+                return
+            raise Conflict(
+                "these event sequence numbers are already taken",
+                details={"command_id": batch[0].command_id, "seq": batch[0].seq},
+            ) from e
 
     async def read(
         self, command_id: str, *, after: int, limit: int, decode: bool = True
