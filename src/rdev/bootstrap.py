@@ -140,6 +140,7 @@ def build(
             lease_seconds=settings.lease_seconds,
             kill_grace_seconds=settings.kill_grace_seconds,
             max_output_bytes=settings.max_output_bytes,
+            max_output_events=settings.max_output_events,
         ),
         clock=clock,
     )

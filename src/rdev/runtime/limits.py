@@ -12,5 +12,6 @@ class DispatchLimits:
     lease_seconds: float = 30.0
     kill_grace_seconds: float = 5.0
     max_output_bytes: int = 10 * 1024 * 1024
+    max_output_events: int = 200_000
     poll_seconds: float = 1.0
     claude_bin: str = "claude"
