@@ -58,9 +58,7 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, validation_alias=_env("RDEV_MAX_OUTPUT_BYTES")
     )
-    max_output_events: int = Field(
-        200_000, ge=100, validation_alias=_env("RDEV_MAX_OUTPUT_EVENTS")
-    )
+    max_output_events: int = Field(200_000, ge=100, validation_alias=_env("RDEV_MAX_OUTPUT_EVENTS"))
     event_retention_days: int = Field(7, ge=1, validation_alias=_env("RDEV_EVENT_RETENTION_DAYS"))
     sse_heartbeat_seconds: float = Field(
         15.0, gt=0, validation_alias=_env("RDEV_SSE_HEARTBEAT_SECONDS")

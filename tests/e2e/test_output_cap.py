@@ -4,6 +4,7 @@ cap, and can stop the command instead (`on_output_limit: "kill"`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -125,7 +126,7 @@ async def test_output_endpoint_shows_head_a_marker_for_the_gap_and_tail(capped: 
     dropped = 5000 - 900 - 99
     assert text[900] == (
         f"[rdev: output cap reached; {_seq_bytes(901, 4901):,} bytes ({dropped:,} lines) "
-        "dropped here; the first and the last part are kept]"
+        "dropped here; the first and the last part kept]"
     )
 
 
@@ -151,6 +152,26 @@ async def test_yes_past_the_cap_runs_to_its_timeout_with_bounded_log(capped: Run
     done = await wait_status(capped.admin, cid, "timed_out")
     assert done["output_bytes"] == 2 * (MAX_EVENTS + end["dropped_lines"])
     assert await capped.app.store.events.last_seq(cid) < MAX_EVENTS + 10
+
+
+async def test_reading_past_the_cap_costs_little(capped: Running) -> None:
+    """CPU of this whole process (server, client and, on kubernetes, the test API server that
+    relays `yes`) over 2 s of `yes` past the cap, while /health stays quick. The exact figure
+    for the server alone is bench/output_cap.py's; this bound is loose so CI stays stable."""
+    cid = await _run(capped, "exec yes", timeout_seconds=60)
+    await read_sse(capped.admin, f"/commands/{cid}/events", until="truncated")
+    cpu0, t0 = time.process_time(), time.monotonic()
+    slowest = 0.0
+    while time.monotonic() - t0 < 2.0:
+        started = time.monotonic()
+        assert (await capped.admin.get("/health")).status_code == 200
+        slowest = max(slowest, time.monotonic() - started)
+        await asyncio.sleep(0.1)  # a sampling interval, not a wait for a condition
+    share = (time.process_time() - cpu0) / (time.monotonic() - t0)
+    await capped.admin.post(f"/commands/{cid}/cancel")
+    await wait_status(capped.admin, cid, "cancelled")
+    assert share < 0.35, f"{share:.0%} of a core past the cap"
+    assert slowest < 0.5
 
 
 async def test_on_output_limit_kill_stops_the_command_at_the_cap(capped: Running) -> None:
@@ -243,3 +264,18 @@ async def test_readers_of_a_command_past_the_cap_get_the_tail_live(capped: Runni
     events = await read_sse(capped.admin, f"/commands/{cid}/events")
     assert events[-1].event == "complete"
     assert _outputs(events)[-2:] == ["100000", "late"]
+
+
+async def test_idempotency_counts_on_output_limit_but_not_its_default(capped: Running) -> None:
+    async def post(body: dict[str, Any]) -> Any:
+        return await capped.admin.post(
+            "/projects/demo/shell", json=body, headers={"Idempotency-Key": "cap-1"}
+        )
+
+    first = await post({"argv": ["true"]})
+    assert first.status_code == 201
+    same = await post({"argv": ["true"], "on_output_limit": "truncate"})  # the default, spelt out
+    assert same.status_code == 200
+    assert same.json()["data"]["command_id"] == first.json()["data"]["command_id"]
+    other = await post({"argv": ["true"], "on_output_limit": "kill"})
+    assert other.status_code == 409

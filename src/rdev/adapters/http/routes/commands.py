@@ -65,9 +65,7 @@ async def run_claude(
     caller: ClaudeRun, svc: Services, idem: IdempotencyKey = None,
 ) -> JSONResponse:  # fmt: skip
     await svc.commands.project_for(caller.key, project_id, CommandKind.CLAUDE)
-    spec = ClaudeSpec(
-        **body.model_dump(exclude={"timeout_seconds", "priority", "on_output_limit"})
-    )
+    spec = ClaudeSpec(**body.model_dump(exclude={"timeout_seconds", "priority", "on_output_limit"}))
     argv = claude_argv(svc.commands.claude_bin, spec)
     sub = _common(body, project_id, CommandKind.CLAUDE, argv, idem)
     return await _submit(svc, caller, request, sub)
