@@ -10,7 +10,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import auth_rate, fanout, idle_streams, latency, throughput
+from bench import auth_rate, fanout, idle_streams, latency, output_cap, throughput
 from bench._common import Result
 
 BENCHMARKS: dict[str, Callable[[list[str] | None], Result]] = {
@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, Callable[[list[str] | None], Result]] = {
     "idle_streams": idle_streams.main,
     "fanout": fanout.main,
     "auth_rate": auth_rate.main,
+    "output_cap": output_cap.main,
 }
 
 

@@ -6,8 +6,9 @@ writes, hub, SSE). Baseline: the same N `output` frames from a bare Starlette st
 (`/_bench/baseline`, bench/_server.py) in the same server process, 500 frames per chunk like
 rdev's writer batches. Runs alternate and the medians are compared; target ratio >= 0.6.
 
-RDEV_MAX_OUTPUT_BYTES is raised to 1 GiB: the default 10 MiB cap would truncate 200,000 lines of
-100 bytes (20 MB) after about 105,000 lines."""
+RDEV_MAX_OUTPUT_BYTES and RDEV_MAX_OUTPUT_EVENTS are raised to 2^30: the default caps (10 MiB,
+200,000 events, 90 % of each streamed live) would truncate 200,000 lines of 100 bytes (20 MB)
+after about 94,000 lines."""
 
 from __future__ import annotations
 
@@ -113,6 +114,7 @@ async def breakdown(lines: int, size: int) -> list[str]:
     from rdev.adapters.sql.store import build_store
     from rdev.config import Settings
     from rdev.runtime.output import LineSplitter
+    from rdev.runtime.outputcap import OutputCap
     from rdev.runtime.writer import MAX_BATCH, EventWriter
 
     data = (b"x" * (size - 1) + b"\n") * lines
@@ -128,7 +130,7 @@ async def breakdown(lines: int, size: int) -> list[str]:
     captured: list[Event] = []
     writer = EventWriter(
         "cmd_0123456789ab0123456789ab", last_seq=0, log=_NullLog(), hub=_NullHub(captured),  # type: ignore[arg-type]
-        max_output_bytes=1 << 40,
+        cap=OutputCap(max_bytes=1 << 40, max_events=1 << 40),
     )  # fmt: skip
     t0 = time.perf_counter()
     for chunk in chunks:
@@ -196,7 +198,7 @@ async def bench(args: argparse.Namespace) -> Result:
     lines: int = args.lines or (50_000 if args.quick else 200_000)
     repeat: int = args.repeat or (2 if args.quick else 3)
     size: int = args.size
-    env = {"RDEV_MAX_OUTPUT_BYTES": str(1 << 30)}
+    env = {"RDEV_MAX_OUTPUT_BYTES": str(1 << 30), "RDEV_MAX_OUTPUT_EVENTS": str(1 << 30)}
     print(f"throughput: {lines:,} lines x {size} B, {repeat} runs each, {load_note()}")
     async with server(env) as srv:
         print("  " + srv.describe())

@@ -150,6 +150,7 @@ def build(
             kill_grace_seconds=settings.kill_grace_seconds,
             max_output_bytes=settings.max_output_bytes,
             outage_buffer_bytes=settings.outage_buffer_bytes,
+            max_output_events=settings.max_output_events,
         ),
         clock=clock,
         on_end=audit.command_ended,

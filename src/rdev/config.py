@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     outage_buffer_bytes: int = Field(
         4 * 1024 * 1024, ge=64 * 1024, validation_alias=_env("RDEV_OUTAGE_BUFFER_BYTES")
     )
+    max_output_events: int = Field(200_000, ge=100, validation_alias=_env("RDEV_MAX_OUTPUT_EVENTS"))
     event_retention_days: int = Field(7, ge=1, validation_alias=_env("RDEV_EVENT_RETENTION_DAYS"))
     sse_heartbeat_seconds: float = Field(
         15.0, gt=0, validation_alias=_env("RDEV_SSE_HEARTBEAT_SECONDS")

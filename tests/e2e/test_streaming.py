@@ -113,10 +113,14 @@ async def test_output_cap_emits_one_truncated_event_and_the_command_runs_on(fast
         fast, "head -c 5000000 /dev/zero | tr '\\0' 'x' | fold -w 99; echo finished >&2; exit 0"
     )
     events = await read_to_end(fast.admin, f"/commands/{cid}/events")
-    truncated = [e for e in events if e.event == "truncated"]
-    assert len(truncated) == 1 and truncated[0].data == {"limit_bytes": 256 * 1024}
+    truncated = [e.data for e in events if e.event == "truncated"]
+    assert [t["phase"] for t in truncated] == ["limit", "end"]  # at the cap, then the accounting
+    assert truncated[0]["limit_bytes"] == 256 * 1024
     stored = sum(len(e.data["line"]) + 1 for e in events if e.event == "output")
     assert stored <= 256 * 1024
+    assert {"line": "finished", "stream": "stderr"} in [
+        e.data for e in events if e.event == "output"
+    ]  # the last words are kept
     done = await wait_status(fast.admin, cid, "succeeded")
     assert done["truncated"] is True
     assert done["output_bytes"] > 5_000_000

@@ -89,3 +89,26 @@ async def test_migration_0002_keeps_existing_events(tmp_path: Path) -> None:
         assert [(e.seq, e.data["line"]) for e in got] == [(1, "first"), (2, "second")]
     finally:
         await store.close()
+
+
+async def test_output_text_marks_where_the_cap_dropped_output(store: Store) -> None:
+    end = {"phase": "end", "action": "truncate", "dropped_bytes": 5000, "dropped_lines": 700,
+           "tail_bytes": 3, "tail_lines": 1}  # fmt: skip
+    limit = {"phase": "limit", "limit_bytes": 1024, "limit_events": 100, "action": "truncate",
+             "tail_bytes": 102, "tail_events": 10}  # fmt: skip
+    await store.events.append(
+        [
+            *_events("cmd_t", 1, 2),
+            Event(
+                "cmd_t", 3, EventType.OUTPUT, {"line": "cut", "stream": "stdout", "partial": True}
+            ),
+            Event("cmd_t", 4, EventType.TRUNCATED, limit),
+            Event("cmd_t", 5, EventType.TRUNCATED, end),
+            Event("cmd_t", 6, EventType.OUTPUT, {"line": "l6", "stream": "stderr"}),
+        ]
+    )
+    text_out = "".join([chunk async for chunk in store.events.read_output("cmd_t")])
+    assert text_out == (
+        "l1\nl2\ncut\n[rdev: output cap reached; 5,000 bytes (700 lines) dropped here; "
+        "the first and the last part kept]\nl6\n"
+    )

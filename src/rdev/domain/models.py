@@ -63,6 +63,14 @@ class Priority(StrEnum):
         return {"high": 0, "normal": 1, "low": 2}[self.value]
 
 
+class OutputLimitAction(StrEnum):
+    """What happens when a command's output reaches the cap: keep its first and last part and
+    let it run on, or stop it (status failed, error OUTPUT_LIMIT)."""
+
+    TRUNCATE = "truncate"
+    KILL = "kill"
+
+
 @dataclass(frozen=True, slots=True)
 class Project:
     id: str
@@ -141,6 +149,7 @@ class Command:
     cancel_requested: bool = False
     output_bytes: int = 0
     truncated: bool = False
+    on_output_limit: OutputLimitAction = OutputLimitAction.TRUNCATE
 
     @property
     def duration_ms(self) -> int | None:

@@ -15,5 +15,6 @@ class DispatchLimits:
     kill_grace_seconds: float = 5.0
     max_output_bytes: int = 10 * 1024 * 1024
     outage_buffer_bytes: int = DEFAULT_BUFFER_BYTES  # output held per command while the DB is away
+    max_output_events: int = 200_000
     poll_seconds: float = 1.0
     claude_bin: str = "claude"

@@ -41,6 +41,16 @@ class LineSplitter:
         self._rest = rest
         return out
 
+    @property
+    def pending(self) -> bytes:
+        """Bytes of an unfinished line held back from earlier chunks."""
+        return self._rest
+
+    def take_pending(self) -> bytes:
+        """Hand over the unfinished line's bytes as they are, forgetting them."""
+        rest, self._rest = self._rest, b""
+        return rest
+
     def flush(self) -> list[Line]:
         rest, self._rest = self._rest, b""
         return [(rest.decode("utf-8", "replace"), False, len(rest))] if rest else []

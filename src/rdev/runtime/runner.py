@@ -15,11 +15,20 @@ from rdev.domain import settings
 from rdev.domain.errors import RdevError
 from rdev.domain.lifecycle import status_for_exit
 from rdev.domain.models import ClaudeResult, Command, CommandKind, CommandStatus, EventType
-from rdev.ports import Backend, CommandStore, EventLog, Execution, ExitStatus, Finish
+from rdev.ports import (
+    Backend,
+    CommandStore,
+    EventLog,
+    Execution,
+    ExitStatus,
+    Finish,
+    StreamName,
+)
 from rdev.runtime.gitguard import check_repository
 from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.outage import persist
-from rdev.runtime.output import LineSplitter
+from rdev.runtime.output import Line
+from rdev.runtime.outputcap import DRAIN_PAUSE_SECONDS, OutputCap
 from rdev.runtime.streams import StreamHub
 from rdev.runtime.writer import EventWriter
 
@@ -71,7 +80,11 @@ class Runner:
             last_seq=CLAIMED_LAST_SEQ,
             log=self._log,
             hub=self._hub,
-            max_output_bytes=self._limits.max_output_bytes,
+            cap=OutputCap(
+                max_bytes=self._limits.max_output_bytes,
+                max_events=self._limits.max_output_events,
+                action=cmd.on_output_limit,
+            ),
             outage_buffer_bytes=self._limits.outage_buffer_bytes,
         )
         try:
@@ -130,18 +143,46 @@ class Runner:
         return exit_status
 
     async def _pump(self, execution: Execution, writer: EventWriter) -> None:
-        splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
-        claude = self.command.kind is CommandKind.CLAUDE
+        cap = writer.cap
         async for chunk in execution.output():
-            lines = splitters[chunk.stream].feed(chunk.data)
-            if claude and chunk.stream == "stdout":
-                for line in lines:
-                    await self._claude_line(writer, *line)
-            else:
-                writer.output_lines(chunk.stream, lines)  # the hot path: one call per chunk
+            lines = cap.feed(chunk.stream, chunk.data)  # [] past the cap: nothing per line
+            if lines:
+                await self._emit(writer, chunk.stream, lines)
+            if cap.reached:
+                await self._past_limit(writer, running=True)
             await writer.backpressure()
-        for stream, splitter in splitters.items():
-            writer.output_lines(stream, splitter.flush())
+        for stream, line in cap.flush():
+            await self._emit(writer, stream, [line])
+        if cap.reached:
+            await self._past_limit(writer, running=False)
+            accounting, tail = cap.tail()
+            await writer.add(EventType.TRUNCATED, accounting)
+            for stream, line in tail:
+                await self._emit(writer, stream, [line])
+
+    async def _emit(self, writer: EventWriter, stream: StreamName, lines: list[Line]) -> None:
+        if self.command.kind is CommandKind.CLAUDE and stream == "stdout":
+            for line in lines:
+                await self._claude_line(writer, *line)
+        else:
+            writer.output_lines(stream, lines)  # the hot path: one call per chunk
+
+    async def _past_limit(self, writer: EventWriter, *, running: bool) -> None:
+        """Past the output cap: announce it once (and stop the command if it asked for that);
+        while it runs, pause after each chunk, so reading what is dropped costs little."""
+        data = writer.cap.limit_event()
+        if data is not None:
+            await writer.add(EventType.TRUNCATED, data)
+            if running and writer.cap.kills and not self._stop.is_set():
+                self._stop_status = CommandStatus.FAILED
+                self._stop_error = (
+                    "OUTPUT_LIMIT",
+                    f"output reached the cap ({data['limit_bytes']} bytes or "
+                    f"{data['limit_events']} events); the command was stopped",
+                )
+                self._stop.set()
+        if running:
+            await asyncio.sleep(DRAIN_PAUSE_SECONDS)
 
     async def _claude_line(self, writer: EventWriter, line: str, complete: bool, size: int) -> None:
         """Claude's stdout: each JSON object line is a `message`, anything else `output`."""
@@ -155,7 +196,7 @@ class Runner:
             # stored at once, so a run that is cancelled, times out or is lost can be resumed
             self._claude = ClaudeResult(session_id=sid)
             await self._commands.record_claude_session(self.command.id, sid)
-        writer.message(obj, size)
+        writer.message(obj)
 
     async def _finish(
         self,

@@ -1,8 +1,9 @@
-"""One command's event writer: assigns sequence numbers, enforces the output cap, and writes
-with group commit (persist, then publish). The first event goes out at once; events that arrive
-while a write is in flight are written together by the next one, so a quiet command is not
-delayed and a fast one costs one write per batch, not per line. While the database is away the
-writes wait it out and output is held within a budget (see runtime/outage.py)."""
+"""One command's event writer: assigns sequence numbers, holds the output cap (which decides
+what output is stored: outputcap.py), and writes with group commit (persist, then publish).
+The first event goes out at once; events that arrive while a write is in flight are written
+together by the next one, so a quiet command is not delayed and a fast one costs one write per
+batch, not per line. While the database is away the writes wait it out and output is held
+within a budget (see runtime/outage.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from rdev.domain.models import Event, EventType
 from rdev.ports import EventLog
 from rdev.runtime.outage import DEFAULT_BUFFER_BYTES, OutageBuffer
 from rdev.runtime.output import Line
+from rdev.runtime.outputcap import OutputCap
 from rdev.runtime.streams import StreamHub
 
 _OUTPUT = EventType.OUTPUT  # enum attribute access is slow in the per-line loop
@@ -31,19 +33,25 @@ class EventWriter:
         last_seq: int,
         log: EventLog,
         hub: StreamHub,
-        max_output_bytes: int,
+        cap: OutputCap,
         outage_buffer_bytes: int = DEFAULT_BUFFER_BYTES,
     ) -> None:
         self.command_id = command_id
         self.seq = last_seq
         self._log = log
         self._hub = hub
-        self._max_output = max_output_bytes
-        self.output_bytes = 0
-        self.truncated = False
+        self.cap = cap
         self._pending: list[Event] = []
         self._writing: asyncio.Task[None] | None = None
         self._outage = OutageBuffer(outage_buffer_bytes)
+
+    @property
+    def output_bytes(self) -> int:
+        return self.cap.total_bytes
+
+    @property
+    def truncated(self) -> bool:
+        return self.cap.reached
 
     def event(self, type_: EventType, data: dict[str, Any]) -> Event:
         self.seq += 1
@@ -68,17 +76,14 @@ class EventWriter:
             self._writing = asyncio.create_task(self._write_all())
 
     def output_lines(self, stream: str, lines: Iterable[tuple[str, bool, int]]) -> None:
-        """Output events for (text, complete, size) lines. Hand-built JSON and one hand-off to
-        the writer per chunk: this runs once per line of output."""
+        """Output events for (text, complete, size) lines the cap has let through. Hand-built
+        JSON and one hand-off to the writer per chunk: this runs once per line of output."""
         if self._outage.active:
             lines = self._through_outage(lines)
         tail = f',"stream":"{stream}"}}'
         made: list[Event] = []
         seq = self.seq
-        for line, complete, size in lines:
-            self.output_bytes += size
-            if self.truncated or self._capped():
-                continue
+        for line, complete, _ in lines:
             seq += 1
             raw = '{"line":' + encode_basestring(line) + tail
             if complete:
@@ -92,27 +97,15 @@ class EventWriter:
             self._pending.extend(made)
             self._kick()
 
-    def message(self, obj: dict[str, Any], size: int) -> None:
-        self.output_bytes += size
-        if self._outage.active and not self._admitted(size):
+    def message(self, obj: dict[str, Any]) -> None:
+        if self._outage.active and not self._admitted(_size(obj)):
             return
-        if not self._capped():
-            self._enqueue(self.event(EventType.MESSAGE, obj))
+        self._enqueue(self.event(EventType.MESSAGE, obj))
 
     async def backpressure(self) -> None:
         """Wait while too much is pending, so a slow log bounds memory instead of growing it."""
         if len(self._pending) >= MAX_PENDING and self._writing is not None:
             await self._outage.settle(self._writing)
-
-    def _capped(self) -> bool:
-        """True once past the cap; the first time, queue the one `truncated` event."""
-        if self.truncated:
-            return True
-        if self.output_bytes <= self._max_output:
-            return False
-        self.truncated = True
-        self._enqueue(self.event(EventType.TRUNCATED, {"limit_bytes": self._max_output}))
-        return True
 
     async def _write_all(self) -> None:
         while self._pending:
@@ -136,14 +129,8 @@ class EventWriter:
         return True
 
     def _through_outage(self, lines: Iterable[Line]) -> list[Line]:
-        """The lines kept (see `_admitted`); the dropped ones still count as output."""
-        kept = []
-        for line in lines:
-            if self._admitted(line[2]):
-                kept.append(line)
-            else:
-                self.output_bytes += line[2]
-        return kept
+        """The lines kept (see `_admitted`); the cap has already counted every one."""
+        return [line for line in lines if self._admitted(line[2])]
 
     def _close_gap(self) -> None:
         """Record the lines dropped during an outage as one `truncated` event, in their place."""
@@ -160,3 +147,8 @@ class EventWriter:
             await asyncio.shield(self._writing)
         if self._writing is not None:
             self._writing.result()
+
+
+def _size(obj: dict[str, Any]) -> int:
+    """A message's size in bytes as stored (only measured while the database is away)."""
+    return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode())

@@ -31,6 +31,7 @@ from rdev.domain.models import (
     CommandStatus,
     Event,
     EventType,
+    OutputLimitAction,
     Page,
     Priority,
     Project,
@@ -56,6 +57,7 @@ class Submission:
     env: dict[str, str] | None = None
     timeout_seconds: int | None = None
     priority: Priority = Priority.NORMAL
+    on_output_limit: OutputLimitAction = OutputLimitAction.TRUNCATE
     idempotency_key: str | None = None
     body: dict[str, Any] | None = None
 
@@ -157,6 +159,7 @@ class CommandService:
             env=sub.env or {},
             idempotency_key=sub.idempotency_key,
             request_hash=request_hash,
+            on_output_limit=sub.on_output_limit,
         )
         position = await self._store.queue_position(cmd)  # computed before it joins the queue
         first = Event(cmd.id, 1, EventType.STATUS, {"status": "queued", "queue_position": position})

@@ -133,12 +133,15 @@ def _ts(value: datetime | None) -> str | None:
 
 
 Priority = Literal["high", "normal", "low"]
+OnOutputLimit = Literal["truncate", "kill"]
 
 
 class _Run(BaseModel):
     model_config = Strict
     timeout_seconds: int | None = Field(default=None, ge=1)
     priority: Priority = "normal"
+    # at the output cap: keep the first and last part and run on, or stop the command
+    on_output_limit: OnOutputLimit = "truncate"
 
 
 class ClaudeRun(_Run):
@@ -185,6 +188,7 @@ def command_view(cmd: Command, *, queue_position: int | None = None) -> dict[str
         "timeout_seconds": cmd.timeout_seconds,
         "output_bytes": cmd.output_bytes,
         "truncated": cmd.truncated,
+        "on_output_limit": cmd.on_output_limit.value,
         "session_id": cmd.claude.session_id,
         "total_cost_usd": cmd.claude.total_cost_usd,
         "num_turns": cmd.claude.num_turns,

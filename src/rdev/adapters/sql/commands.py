@@ -27,6 +27,7 @@ from rdev.domain.models import (
     CommandKind,
     CommandStatus,
     Event,
+    OutputLimitAction,
     Page,
     Priority,
 )
@@ -66,6 +67,7 @@ def _row_to_command(row: Any) -> Command:
         cancel_requested=bool(row.cancel_requested),
         output_bytes=int(row.output_bytes or 0),
         truncated=bool(row.truncated),
+        on_output_limit=OutputLimitAction(row.on_output_limit),
     )
 
 
@@ -137,6 +139,7 @@ class SqlCommandStore:
             "cancel_requested": False,
             "output_bytes": 0,
             "truncated": False,
+            "on_output_limit": command.on_output_limit.value,
         }
 
         def add(conn: Connection) -> None:

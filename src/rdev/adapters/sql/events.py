@@ -14,6 +14,7 @@ from rdev.adapters.sql.db import Database
 from rdev.adapters.sql.tables import events
 from rdev.domain.errors import Conflict
 from rdev.domain.models import Event, EventType
+from rdev.runtime.outputcap import gap_line
 
 _ROWS_PER_READ = 32
 _OUTPUT_PAGE = 5000
@@ -121,13 +122,18 @@ class SqlEventLog:
         return await self._db.read(lambda conn: int(conn.execute(q).scalar() or 0))
 
     async def read_output(self, command_id: str) -> AsyncIterator[str]:
-        """The command's output text in order (lines with their newlines restored), page by
-        page so memory stays flat."""
+        """The command's output text in order (lines with their newlines restored), with one
+        marker line where the output cap dropped some, page by page so memory stays flat."""
         after = 0
+        partial = False  # the last text yielded did not end its line
         while page := await self.read(command_id, after=after, limit=_OUTPUT_PAGE):
             for e in page:
                 if e.type is EventType.OUTPUT:
-                    yield e.data["line"] if e.data.get("partial") else e.data["line"] + "\n"
+                    partial = bool(e.data.get("partial"))
+                    yield e.data["line"] if partial else e.data["line"] + "\n"
+                elif e.type is EventType.TRUNCATED and (marker := gap_line(e.data)):
+                    yield "\n" + marker if partial else marker
+                    partial = False
             if len(page) < _OUTPUT_PAGE:
                 return
             after = page[-1].seq

@@ -68,6 +68,7 @@ commands = Table(
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("output_bytes", BigInteger, nullable=False, default=0),
     Column("truncated", Boolean, nullable=False, default=False),
+    Column("on_output_limit", String(16), nullable=False, server_default="truncate"),
     UniqueConstraint("key_id", "idempotency_key", name="uq_commands_idempotency"),
     Index("ix_commands_queue", "status", "priority_rank", "created_at"),
     Index("ix_commands_project", "project_id", "created_at"),

@@ -25,7 +25,7 @@ from rdev.adapters.http.schemas import command_view
 from rdev.adapters.http.state import HttpServices
 from rdev.domain import git_env, policy
 from rdev.domain.argv import ClaudeSpec, claude_argv
-from rdev.domain.models import CommandKind, CommandStatus, Priority
+from rdev.domain.models import CommandKind, CommandStatus, OutputLimitAction, Priority
 from rdev.services.commands import Submission, build_shell_argv
 
 router = APIRouter(tags=["commands"])
@@ -52,8 +52,13 @@ def _common(body: Any, project_id: str, kind: CommandKind, argv: tuple[str, ...]
         argv=argv,
         timeout_seconds=body.timeout_seconds,
         priority=Priority(body.priority),
+        on_output_limit=OutputLimitAction(body.on_output_limit),
         idempotency_key=idem,
-        body=body.model_dump(mode="json"),
+        # the default is left out, so a request's idempotency hash is what it was before
+        # on_output_limit existed
+        body=body.model_dump(
+            mode="json", exclude={"on_output_limit"} if body.on_output_limit == "truncate" else None
+        ),
         **extra,
     )
 
@@ -66,7 +71,7 @@ async def run_claude(
     caller: ClaudeRun, svc: Services, idem: IdempotencyKey = None,
 ) -> JSONResponse:  # fmt: skip
     project = await svc.commands.project_for(caller.key, project_id, CommandKind.CLAUDE)
-    spec = ClaudeSpec(**body.model_dump(exclude={"timeout_seconds", "priority"}))
+    spec = ClaudeSpec(**body.model_dump(exclude={"timeout_seconds", "priority", "on_output_limit"}))
     argv = claude_argv(svc.commands.claude_bin, spec, workspace_config=project.allow_claude_shell)
     await svc.commands.check_claude(caller.key, project, spec)
     sub = _common(body, project_id, CommandKind.CLAUDE, argv, idem)
