@@ -2,7 +2,7 @@
 
 `python -m bench._server` reads the same environment as `rdev serve`, builds the app with
 `rdev.bootstrap.build`, mounts `GET /_bench/baseline?lines=N&size=B&batch=K` on `app.http` and
-runs uvicorn with the CLI's options. The baseline is a bare Starlette streaming endpoint that
+serves it as the CLI does (`make_server`). The baseline is a bare Starlette streaming endpoint that
 sends N `output` events formatted exactly like rdev's SSE frames (JSON data, `id: C:N`), K per
 chunk, then `complete`: the same process, event loop, middleware and HTTP stack as rdev, without
 the subprocess, the event log or the hub."""
@@ -13,12 +13,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from rdev import logsetup
-from rdev.bootstrap import App, build
+from rdev.bootstrap import build, make_server
 from rdev.config import load_settings
 
 BASELINE_PATH = "/_bench/baseline"
@@ -55,35 +54,12 @@ async def baseline(request: Request) -> StreamingResponse:
     )
 
 
-class _Server(uvicorn.Server):
-    """Like the CLI's server: SIGTERM ends SSE streams before uvicorn drains."""
-
-    def __init__(self, config: uvicorn.Config, rdev_app: App) -> None:
-        super().__init__(config)
-        self._rdev = rdev_app
-
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        self._rdev.begin_shutdown()
-        super().handle_exit(sig, frame)
-
-
 def main() -> None:
     settings = load_settings()
     logsetup.configure(fmt=settings.log_format, level=settings.log_level)
     rdev_app = build(settings)
     rdev_app.http.add_route(BASELINE_PATH, baseline, methods=["GET"])
-    config = uvicorn.Config(
-        rdev_app.http,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
-        lifespan="on",
-        proxy_headers=False,
-        server_header=False,
-    )
-    _Server(config, rdev_app).run()
+    make_server(rdev_app, access_log=False).run()
 
 
 if __name__ == "__main__":

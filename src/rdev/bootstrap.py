@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from rdev.adapters.bus.memory import InProcessBus
 from rdev.adapters.http.app import create_app
+from rdev.adapters.http.drain import DrainingServer, InFlight
 from rdev.adapters.http.ratelimit import Limits
 from rdev.adapters.http.state import HttpServices
 from rdev.adapters.local.backend import LocalBackend
@@ -74,6 +75,7 @@ class App:
     http: FastAPI = field(init=False)
     demo: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.store.db.migrate()
@@ -86,16 +88,27 @@ class App:
         log.info("rdev.started", backend=self.backend.name, replica=self.settings.replica)
 
     def begin_shutdown(self) -> None:
-        """On SIGTERM, before the server drains: refuse new commands, end SSE streams."""
+        """On SIGTERM, while the server still drains: fail readiness, refuse new commands, end
+        SSE streams, and start stopping the running commands within the shutdown budget."""
+        if self._stopping is not None:
+            return
         self.services.commands.accepting = False
         self.services.readiness.draining = True
         self.hub.shutdown()
+        plan = self.settings.shutdown_plan
+        self._stopping = asyncio.create_task(
+            self.dispatcher.stop(
+                grace_seconds=plan.command_grace, kill_wait_seconds=plan.kill_wait
+            ),
+            name="dispatcher-stop",
+        )
 
     async def close(self) -> None:
         self.begin_shutdown()
         for task in self._tasks:
             task.cancel()
-        await self.dispatcher.stop(grace_seconds=self.settings.shutdown_grace_seconds)
+        assert self._stopping is not None
+        await self._stopping
         await self.bus.close()
         await self.backend.close()
         await self.store.close()
@@ -187,31 +200,25 @@ def build(
     return app
 
 
-class _Server(uvicorn.Server):
-    """Tells rdev about SIGTERM before uvicorn starts draining connections, so SSE streams end
-    with a retry hint instead of holding the shutdown open."""
-
-    def __init__(self, config: uvicorn.Config, rdev_app: App) -> None:
-        super().__init__(config)
-        self._rdev = rdev_app
-
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        self._rdev.begin_shutdown()
-        super().handle_exit(sig, frame)
-
-
-def run(settings: Settings, *, demo: bool = False) -> None:
-    """Build rdev and serve it with uvicorn until SIGTERM/SIGINT."""
-    app = build(settings, demo=demo)
+def make_server(app: App, *, access_log: bool | None = None) -> DrainingServer:
+    """uvicorn serving `app`, with SIGTERM handled by the shutdown budget (adapters.http.drain)."""
+    settings = app.settings
+    inflight = InFlight(app.http)
     config = uvicorn.Config(
-        app.http,
+        inflight,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        access_log=settings.log_level == "debug",
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
+        access_log=settings.log_level == "debug" if access_log is None else access_log,
         lifespan="on",
         proxy_headers=False,  # rdev resolves client IPs itself, from RDEV_TRUSTED_PROXIES only
         server_header=False,
     )
-    _Server(config, app).run()
+    return DrainingServer(
+        config, plan=settings.shutdown_plan, inflight=inflight, on_signal=app.begin_shutdown
+    )
+
+
+def run(settings: Settings, *, demo: bool = False) -> None:
+    """Build rdev and serve it with uvicorn until SIGTERM/SIGINT."""
+    make_server(build(settings, demo=demo)).run()
