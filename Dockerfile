@@ -5,8 +5,8 @@
 #   docker build -t registry.example.com/rdev:0.1.0 .
 #
 # Two stages: the builder resolves the locked dependencies with uv into /app/.venv; the
-# runtime stage gets only that virtual environment, git and a non-root user, so no compiler,
-# uv or pip cache ends up in the final image. Both stages use the same base image so the
+# runtime stage gets only that virtual environment, git, tini and a non-root user, so no
+# compiler, uv or pip cache ends up in the final image. Both stages use the same base image so the
 # venv's interpreter symlink (/usr/local/bin/python3.11) is valid in the runtime stage.
 
 # --------------------------------------------------------------------------- builder
@@ -37,10 +37,13 @@ RUN uv sync --frozen --no-dev --no-editable
 # --------------------------------------------------------------------------- runtime
 FROM python:3.11-slim-bookworm AS runtime
 
-# git: the local backend shells out to git. Nothing else is installed.
+# git: the local backend shells out to git. tini: PID 1, which reaps orphaned grandchildren
+# of the local backend's commands and forwards signals to rdev. Nothing else is installed, and
+# apt's lists, caches and logs go in the same layer, so they never reach the image.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get install -y --no-install-recommends git tini \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt/* /var/log/dpkg.log
 
 # Non-root user with a fixed uid/gid (10001) matching the Kubernetes securityContext.
 # Its home is the data directory, which is an emptyDir in the cluster because the root
@@ -67,5 +70,7 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8080'), timeout=4)"]
 
-ENTRYPOINT ["rdev"]
+# tini as PID 1: rdev alone would leave zombies, and a signal to PID 1 without a handler is
+# ignored. The preStop hook in deploy/ runs `sleep`, which the Debian base image has.
+ENTRYPOINT ["/usr/bin/tini", "--", "rdev"]
 CMD ["serve", "--host", "0.0.0.0"]

@@ -47,7 +47,8 @@ BASE_ENV = {
     "RATE_LIMIT_RPS": "100000",
     "RDEV_AUTH_FAILURES_PER_MINUTE": "1000000",
     "RDEV_LOG_LEVEL": "warning",
-    "RDEV_SHUTDOWN_GRACE_SECONDS": "2",
+    "RDEV_SHUTDOWN_BUDGET_SECONDS": "4",
+    "RDEV_SHUTDOWN_DRAIN_SECONDS": "0",
     "RDEV_KILL_GRACE_SECONDS": "1",
     # never pick up a developer's PostgreSQL/Redis: these benchmarks are SQLite + local backend
     "RDEV_DATABASE_URL": "",

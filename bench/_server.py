@@ -2,7 +2,7 @@
 
 `python -m bench._server` reads the same environment as `rdev serve`, builds the app with
 `rdev.bootstrap.build`, mounts `GET /_bench/baseline?lines=N&size=B&batch=K` on `app.http` and
-runs uvicorn with the CLI's options. The baseline is a bare Starlette streaming endpoint that
+serves it as the CLI does (`make_server`). The baseline is a bare Starlette streaming endpoint that
 sends N `output` events formatted exactly like rdev's SSE frames (JSON data, `id: C:N`), K per
 chunk, then `complete`: the same process, event loop, middleware and HTTP stack as rdev, without
 the subprocess, the event log or the hub."""
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from rdev import logsetup
-from rdev.bootstrap import build, server
+from rdev.bootstrap import build, make_server
 from rdev.config import load_settings
 
 BASELINE_PATH = "/_bench/baseline"
@@ -59,7 +59,7 @@ def main() -> None:
     logsetup.configure(fmt=settings.log_format, level=settings.log_level)
     rdev_app = build(settings)
     rdev_app.http.add_route(BASELINE_PATH, baseline, methods=["GET"])
-    server(rdev_app, access_log=False).run()  # served exactly as `rdev serve` serves
+    make_server(rdev_app, access_log=False).run()  # served exactly as `rdev serve` serves
 
 
 if __name__ == "__main__":

@@ -265,14 +265,16 @@ class Replica:
         return await asyncio.wait_for(self.proc.wait(), timeout)
 
 
-async def start_replica(env: dict[str, str], *, cwd: Path) -> Replica:
+async def start_replica(env: dict[str, str], *, cwd: Path, stderr: Any = None) -> Replica:
+    """`rdev serve` on a free port, once /health answers; `stderr` as for subprocess (inherited
+    by default). The caller ends it (`stop`), or kills it when a test fails first."""
     import sys
 
     port = free_port()
     full_env = {**os.environ, **env, "PORT": str(port), "RDEV_LOG_LEVEL": "warning"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rdev", "serve", "--host", "127.0.0.1", env=full_env, cwd=cwd,
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
 
@@ -285,5 +287,11 @@ async def start_replica(env: dict[str, str], *, cwd: Path) -> Replica:
         except httpx.TransportError:
             return False
 
-    await eventually(healthy, timeout=30, interval=0.1)
+    try:
+        await eventually(healthy, timeout=30, interval=0.1)
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
     return Replica(proc, url)

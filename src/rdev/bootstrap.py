@@ -19,6 +19,7 @@ from rdev.adapters.bus.memory import InProcessBus
 from rdev.adapters.http.app import create_app
 from rdev.adapters.http.capacity import StreamSlots
 from rdev.adapters.http.connections import ConnectionGuard, protocol_class
+from rdev.adapters.http.drain import DrainingServer, InFlight
 from rdev.adapters.http.ratelimit import Limits
 from rdev.adapters.http.refusals import RefusalAudit
 from rdev.adapters.http.state import HttpServices
@@ -78,6 +79,7 @@ class App:
     http: FastAPI = field(init=False)
     demo: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.store.db.migrate()
@@ -90,16 +92,27 @@ class App:
         log.info("rdev.started", backend=self.backend.name, replica=self.settings.replica)
 
     def begin_shutdown(self) -> None:
-        """On SIGTERM, before the server drains: refuse new commands, end SSE streams."""
+        """On SIGTERM, while the server still drains: fail readiness, refuse new commands, end
+        SSE streams, and start stopping the running commands within the shutdown budget."""
+        if self._stopping is not None:
+            return
         self.services.commands.accepting = False
         self.services.readiness.draining = True
         self.hub.shutdown()
+        plan = self.settings.shutdown_plan
+        self._stopping = asyncio.create_task(
+            self.dispatcher.stop(
+                grace_seconds=plan.command_grace, kill_wait_seconds=plan.kill_wait
+            ),
+            name="dispatcher-stop",
+        )
 
     async def close(self) -> None:
         self.begin_shutdown()
         for task in self._tasks:
             task.cancel()
-        await self.dispatcher.stop(grace_seconds=self.settings.shutdown_grace_seconds)
+        assert self._stopping is not None
+        await self._stopping
         await self.bus.close()
         await self.services.limits.close()
         await self.backend.close()
@@ -203,19 +216,6 @@ def build(
     return app
 
 
-class _Server(uvicorn.Server):
-    """Tells rdev about SIGTERM before uvicorn starts draining connections, so SSE streams end
-    with a retry hint instead of holding the shutdown open."""
-
-    def __init__(self, config: uvicorn.Config, rdev_app: App) -> None:
-        super().__init__(config)
-        self._rdev = rdev_app
-
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        self._rdev.begin_shutdown()
-        super().handle_exit(sig, frame)
-
-
 def connection_budget(settings: Settings) -> int:
     """Connections this process may hold open: its descriptor limit less RDEV_FD_RESERVE, kept
     for the database, command pipes, files and the clients' health checks."""
@@ -231,10 +231,11 @@ def stream_capacity(settings: Settings) -> int:
     return max(1, min(settings.max_streams, connection_budget(settings) * 3 // 4))
 
 
-def server_config(app: App, **overrides: Any) -> uvicorn.Config:
-    """How rdev is served, by `rdev serve`, the tests and the benchmarks alike: uvicorn with
-    the connection guard as its HTTP protocol (see adapters/http/connections.py).
-    `overrides` replace uvicorn options (tests: port=0, a quieter log level)."""
+def server_config(app: App, asgi: Any = None, **overrides: Any) -> uvicorn.Config:
+    """How rdev is served, by `rdev serve`, the tests and the benchmarks alike: uvicorn with the
+    connection guard as its HTTP protocol (adapters/http/connections.py). `asgi` wraps the app
+    (the shutdown's in-flight tracker); `overrides` replace uvicorn options (tests: port=0, a
+    quieter log level)."""
     settings = app.settings
     guard = ConnectionGuard(
         max_connections=connection_budget(settings),
@@ -248,17 +249,23 @@ def server_config(app: App, **overrides: Any) -> uvicorn.Config:
         "ws": "none",
         "log_level": settings.log_level,
         "access_log": settings.log_level == "debug",
-        "timeout_graceful_shutdown": max(1, int(settings.shutdown_grace_seconds)),
         "lifespan": "on",
         "proxy_headers": False,  # rdev resolves client IPs itself, from RDEV_TRUSTED_PROXIES
         "server_header": False,
     }
-    return uvicorn.Config(app.http, **(options | overrides))
+    return uvicorn.Config(asgi or app.http, **(options | overrides))
 
 
-def server(app: App, **overrides: Any) -> uvicorn.Server:
-    """The uvicorn server for `app`, telling rdev about SIGTERM before it drains."""
-    return _Server(server_config(app, **overrides), app)
+def make_server(app: App, **overrides: Any) -> DrainingServer:
+    """The server `rdev serve` runs: SIGTERM is handled by the shutdown budget
+    (adapters/http/drain.py)."""
+    inflight = InFlight(app.http)
+    return DrainingServer(
+        server_config(app, inflight, **overrides),
+        plan=app.settings.shutdown_plan,
+        inflight=inflight,
+        on_signal=app.begin_shutdown,
+    )
 
 
 def run(settings: Settings, *, demo: bool = False) -> None:
@@ -271,4 +278,4 @@ def run(settings: Settings, *, demo: bool = False) -> None:
         streams_per_key=settings.max_streams_per_key,
         requests_in_flight=settings.max_requests_in_flight,
     )
-    server(app).run()
+    make_server(app).run()

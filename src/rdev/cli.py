@@ -17,7 +17,7 @@ from rdev import logsetup
 from rdev.adapters.bus.memory import InProcessBus
 from rdev.adapters.sql.store import build_store
 from rdev.clock import utcnow
-from rdev.config import ConfigError, Settings, load_settings
+from rdev.config import ConfigError, Settings, check_data_dir, load_settings
 from rdev.domain.errors import RdevError
 from rdev.services.audit import SYSTEM, AuditService
 from rdev.services.keys import KeyService, NewKey
@@ -49,6 +49,11 @@ def serve(
     if port:
         overrides["port"] = port
     settings = _settings(**overrides)
+    try:
+        check_data_dir(settings)
+    except ConfigError as e:
+        err.print(f"rdev: {e}", highlight=False)
+        raise typer.Exit(2) from None
     logsetup.configure(fmt=settings.log_format, level=settings.log_level)
     if demo:
         _first_admin_key(settings)

@@ -8,12 +8,15 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import tempfile
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rdev.runtime.shutdown import ShutdownPlan
 
 
 class ConfigError(Exception):
@@ -92,8 +95,15 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(
         5.0, ge=0, le=5, validation_alias=_env("RDEV_KEY_CACHE_SECONDS")
     )
-    shutdown_grace_seconds: float = Field(
-        25.0, ge=0, validation_alias=_env("RDEV_SHUTDOWN_GRACE_SECONDS")
+    # From SIGTERM to exit, everything included (see rdev.runtime.shutdown). The old name,
+    # RDEV_SHUTDOWN_GRACE_SECONDS (time for commands only), is still read, as the whole budget.
+    shutdown_budget_seconds: float = Field(
+        20.0,
+        gt=0,
+        validation_alias=_env("RDEV_SHUTDOWN_BUDGET_SECONDS", "RDEV_SHUTDOWN_GRACE_SECONDS"),
+    )
+    shutdown_drain_seconds: float = Field(
+        5.0, ge=0, validation_alias=_env("RDEV_SHUTDOWN_DRAIN_SECONDS")
     )
     log_format: Literal["console", "json"] = Field(
         "console", validation_alias=_env("RDEV_LOG_FORMAT")
@@ -129,6 +139,31 @@ class Settings(BaseSettings):
         if self.default_timeout_seconds > self.max_timeout_seconds:
             raise ValueError("RDEV_DEFAULT_TIMEOUT exceeds RDEV_MAX_TIMEOUT_SECONDS")
         return self
+
+    @model_validator(mode="after")
+    def _shutdown(self) -> Settings:
+        plan = self.shutdown_plan
+        if plan.budget < plan.minimum_budget:
+            raise ValueError(
+                f"RDEV_SHUTDOWN_BUDGET_SECONDS ({plan.budget:g}) must be at least "
+                f"RDEV_KILL_GRACE_SECONDS + {plan.minimum_budget - plan.kill_grace:g} "
+                f"({plan.minimum_budget:g}), to stop a command that ignores SIGTERM in time"
+            )
+        if plan.drain > plan.requests_until:
+            raise ValueError(
+                f"RDEV_SHUTDOWN_DRAIN_SECONDS ({plan.drain:g}) must be at most "
+                f"RDEV_SHUTDOWN_BUDGET_SECONDS - {plan.budget - plan.requests_until:g} "
+                f"({plan.requests_until:g})"
+            )
+        return self
+
+    @property
+    def shutdown_plan(self) -> ShutdownPlan:
+        return ShutdownPlan(
+            budget=self.shutdown_budget_seconds,
+            drain=self.shutdown_drain_seconds,
+            kill_grace=self.kill_grace_seconds,
+        )
 
     @property
     def db_url(self) -> str:
@@ -176,3 +211,19 @@ def load_settings(**overrides: object) -> Settings:
         loc = str(err["loc"][0]) if err["loc"] else ""
         var = _FIELD_ENV.get(loc, loc) or "settings"
         raise ConfigError(f"invalid setting {var}: {err['msg']}") from None
+
+
+def check_data_dir(settings: Settings) -> None:
+    """The data folder exists (it is made if need be) and takes a new file; else one line
+    naming the folder and the setting, instead of a traceback from deep inside start-up."""
+    folder = settings.data_dir.absolute()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise ConfigError(
+            f"the data folder {folder} cannot be written ({reason}); "
+            "set RDEV_DATA_DIR to a writable folder"
+        ) from None

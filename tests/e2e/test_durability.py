@@ -32,7 +32,9 @@ GATE = "while [ ! -f {flag} ]; do sleep 0.02; done; echo released"
 
 
 async def test_queued_commands_survive_a_restart(settings_factory: Callable[..., Settings]) -> None:
-    settings = settings_factory(shutdown_grace_seconds=0.2, kill_grace_seconds=0.2)
+    settings = settings_factory(
+        shutdown_budget_seconds=3.5, shutdown_drain_seconds=0, kill_grace_seconds=0.2
+    )
     make_project(settings.workspace_root, "solo", "max_concurrent_commands = 1\n")
     async with serve(settings) as first:
         blocker = (
@@ -86,7 +88,8 @@ async def test_sigterm_closes_streams_with_a_retry_hint_and_exits_in_time(tmp_pa
     root = tmp_path / "ws"
     make_project(root, "demo")
     env = {"RDEV_DATA_DIR": str(tmp_path / "data"), "RDEV_LOCAL_ROOT": str(root),
-           "RDEV_SHUTDOWN_GRACE_SECONDS": "2", "RDEV_KILL_GRACE_SECONDS": "1"}  # fmt: skip
+           "RDEV_SHUTDOWN_BUDGET_SECONDS": "5", "RDEV_SHUTDOWN_DRAIN_SECONDS": "0.5",
+           "RDEV_KILL_GRACE_SECONDS": "1"}  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rdev", "keys", "create", "--name", "t", "--scope", "admin",
         env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,6 +24,7 @@ import pytest
 import yaml
 
 from rdev.adapters.kubernetes import discovery
+from rdev.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -62,6 +65,8 @@ _LABEL_NAME = r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)"
 LABEL_KEY_RE = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
 LABEL_VALUE_RE = re.compile(rf"^{_LABEL_NAME}?$")
 
+SHUTDOWN_MARGIN_SECONDS = 3  # between rdev's exit and the SIGKILL, for a slow node
+REAPER = '["/usr/bin/tini", "--", "rdev"]'
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "clang", "make", "cmake", "python3-dev")
 
 
@@ -221,14 +226,48 @@ def test_rolebinding_binds_role_rdev_to_service_account_rdev(
 # ----------------------------------------------------------------------------- Deployment
 
 
-def test_deployment_runs_two_replicas_with_a_termination_grace_above_rdevs_own(
-    rendered: list[dict[str, Any]],
+def _pre_stop_seconds(container: dict[str, Any]) -> float:
+    """The preStop delay: an exec of `sleep N`, or the Kubernetes `sleep` action."""
+    pre_stop = container["lifecycle"]["preStop"]
+    if "sleep" in pre_stop:
+        return float(pre_stop["sleep"]["seconds"])
+    command = pre_stop["exec"]["command"]
+    assert command[0] in {"sleep", "/bin/sleep", "/usr/bin/sleep"} and len(command) == 2, command
+    return float(command[1])
+
+
+def _rdev_settings(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """rdev's settings as the pod gets them from rdev-config (rdev's own validation included)."""
+    for name in list(os.environ):
+        if name.startswith("RDEV_"):
+            monkeypatch.delenv(name)
+    for name, value in _one(docs, "ConfigMap", "rdev-config")["data"].items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
+
+
+def test_deployment_runs_two_replicas(rendered: list[dict[str, Any]]) -> None:
+    assert _deployment(rendered)["spec"]["replicas"] == 2
+
+
+def test_pre_stop_delay_and_shutdown_budget_fit_the_termination_grace_with_a_margin(
+    rendered: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    deployment = _deployment(rendered)
-    assert deployment["spec"]["replicas"] == 2
-    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert grace == 30
-    assert int(_config_value(rendered, "RDEV_SHUTDOWN_GRACE_SECONDS")) < grace
+    grace = _deployment(rendered)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    pre_stop = _pre_stop_seconds(_container(rendered))
+    settings = _rdev_settings(rendered, monkeypatch)
+    plan = settings.shutdown_plan
+    assert "RDEV_SHUTDOWN_BUDGET_SECONDS" in _one(rendered, "ConfigMap", "rdev-config")["data"]
+    # the endpoint is gone before rdev stops listening, and rdev is gone before the SIGKILL
+    assert pre_stop >= 3
+    assert pre_stop + plan.budget + SHUTDOWN_MARGIN_SECONDS <= grace, (pre_stop, plan, grace)
+    assert (grace, pre_stop, plan.budget) == (30, 5, 20)  # as docs/deploy.md says
+
+
+def test_the_deployment_keeps_the_images_entrypoint(rendered: list[dict[str, Any]]) -> None:
+    # `command:` would replace ENTRYPOINT, so tini would no longer be PID 1
+    assert "command" not in _container(rendered)
+    assert _container(rendered)["args"][0] == "serve"
 
 
 def test_probes_hit_ready_and_health_on_the_container_port(
@@ -498,12 +537,34 @@ def test_dockerfile_final_stage_has_no_build_tools_and_copies_only_the_venv() ->
             assert not set(BUILD_TOOLS) & set(words), args
             if "apt-get install" in args:
                 assert "--no-install-recommends" in args
-                assert "rm -rf /var/lib/apt/lists/*" in args
     copies = [args for keyword, args in final if keyword == "COPY"]
     assert copies == ["--from=builder /app/.venv /app/.venv"]
-    entrypoint = [args for keyword, args in final if keyword == "ENTRYPOINT"]
-    assert entrypoint == ['["rdev"]']
     assert ("EXPOSE", "8080") in final
+
+
+def test_dockerfile_runs_rdev_under_tini_as_pid_1() -> None:
+    final = _stages()[-1]
+    entrypoints = [args for keyword, args in final if keyword == "ENTRYPOINT"]
+    assert entrypoints == [REAPER]
+    assert json.loads(entrypoints[0]) == ["/usr/bin/tini", "--", "rdev"]  # exec form, no shell
+    installed = [args for keyword, args in final if keyword == "RUN" and "apt-get install" in args]
+    assert any("tini" in re.split(r"\s+", args) for args in installed), installed
+    assert [args for keyword, args in final if keyword == "CMD"][-1].startswith('["serve"')
+
+
+def test_dockerfile_leaves_no_apt_lists_or_caches_in_any_layer() -> None:
+    for stage in _stages():
+        for keyword, args in stage:
+            if keyword != "RUN" or not re.search(r"\bapt-get (update|install)\b", args):
+                continue
+            # cleaned in the same RUN, or the files stay in that layer for good
+            assert "apt-get clean" in args, args
+            removed = re.search(r"rm -rf ([^;&|]+)", args)
+            assert removed is not None, args
+            paths = removed.group(1).split()
+            assert "/var/lib/apt/lists/*" in paths, args
+            assert "/var/cache/apt/*" in paths, args
+            assert args.index("rm -rf") > args.rindex("apt-get install"), args
 
 
 def test_dockerignore_keeps_local_state_out_but_not_the_build_inputs() -> None:

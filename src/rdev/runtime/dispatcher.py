@@ -83,9 +83,9 @@ class Dispatcher:
         self._wake.set()
         await self._bus.publish(QUEUE_TOPIC, self._replica)
 
-    async def stop(self, *, grace_seconds: float) -> None:
+    async def stop(self, *, grace_seconds: float, kill_wait_seconds: float) -> None:
         """Stop claiming; let running commands finish within the grace period, then end them
-        as lost (the replica is going away)."""
+        as lost (the replica is going away), waiting at most `kill_wait_seconds` for that."""
         self._accepting = False
         for task in self._loops:
             task.cancel()
@@ -97,10 +97,11 @@ class Dispatcher:
             if pending:
                 for runner in list(self._running.values()):
                     runner.abandon("SHUTDOWN", "the rdev replica running this command shut down")
-                _done, pending = await asyncio.wait(
-                    pending, timeout=self._limits.kill_grace_seconds + 5
-                )
-                for task in pending:  # e.g. still waiting for the database: nothing is left behind
+                _done, pending = await asyncio.wait(pending, timeout=kill_wait_seconds)
+            if pending:
+                # left running with their lease: another replica sweeps them to `lost`
+                log.warning("dispatcher.stop_overran", commands=len(pending))
+                for task in pending:  # e.g. still waiting for the database: nothing left behind
                     task.cancel()
 
     async def _claim_loop(self) -> None:
