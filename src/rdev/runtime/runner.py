@@ -69,7 +69,9 @@ class Runner:
         )
         try:
             project = await self._backend.get_project(cmd.project_id)
-            execution = await self._backend.exec(project, cmd.argv, env=cmd.env, cwd=cmd.cwd)
+            execution = await self._backend.exec(
+                project, cmd.argv, env=cmd.env, cwd=cmd.cwd, command_id=cmd.id
+            )
         except RdevError as e:
             await writer.add(EventType.STATUS, {"status": CommandStatus.RUNNING.value})
             await self._finish(writer, CommandStatus.FAILED, None, (e.code, e.message))

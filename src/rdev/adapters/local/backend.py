@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -13,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rdev.adapters.local import tree
 from rdev.adapters.local.process import LocalExecution, scrubbed_env, start_process
 from rdev.domain import policy
 from rdev.domain.errors import BackendUnavailable, InvalidInput, NotFound
@@ -83,11 +85,23 @@ class LocalBackend:
         env: Mapping[str, str],
         cwd: str | None = None,
         stdin: bytes | None = None,
+        command_id: str | None = None,
     ) -> LocalExecution:
         workdir = self._inside(project, cwd or "")
         if not workdir.is_dir():
             raise InvalidInput(f"cwd {cwd!r} is not a directory", details={"field": "cwd"})
-        return await start_process(argv, cwd=str(workdir), env=scrubbed_env(env), stdin=stdin)
+        return await start_process(
+            argv,
+            cwd=str(workdir),
+            env=scrubbed_env(env),
+            stdin=stdin,
+            marker=command_id or f"run_{secrets.token_hex(12)}",
+        )
+
+    async def kill_command(self, project_id: str, command_id: str) -> int:
+        """Any process on this machine still carrying the command's marker (a crashed replica's
+        command, swept to lost) is killed; the project need not exist any more."""
+        return await asyncio.to_thread(tree.end, command_id)
 
     async def list_dir(self, project: Project, path: str) -> list[str]:
         folder = self._inside(project, path)
