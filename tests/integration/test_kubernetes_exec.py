@@ -62,7 +62,7 @@ async def test_executable_not_found_is_an_exec_failure_not_an_exit_code(
 ) -> None:
     chunks, status = await drain(await backend.exec(project, [argv0, "arg"], env={}))
     assert status.exit_code is None and status.error_code == "EXEC_FAILED"
-    assert status.error == f"executable not found: {argv0}"
+    assert status.error == f"executable not found: {argv0} (ENOENT)"
     assert chunks == []
 
 
