@@ -6,19 +6,33 @@ carrying the command's marker (`RDEV_COMMAND_ID`) once the command is over: it m
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.e2e.conftest import Launch
-from tests.support import Running, eventually, marked_processes, output_text, read_sse, wait_status
+from tests.e2e.conftest import LABELS, Launch
+from tests.kube.server import FakeKubeApi
+from tests.support import (
+    Running,
+    eventually,
+    make_project,
+    marked_processes,
+    output_text,
+    read_sse,
+    start_replica,
+    wait_status,
+)
 
 GRACE = 1.0  # RDEV_KILL_GRACE_SECONDS in these tests
 PROMISE = GRACE + 1.0  # a cancelled or timed-out command ends within the grace plus 1 s
@@ -212,16 +226,75 @@ async def test_a_program_that_cannot_start_fails_at_once_naming_the_errno(
     assert elapsed < 1.0 + SLACK, elapsed
 
 
-def test_the_test_marker_scan_sees_this_process_environment() -> None:
-    """The helper every test above relies on can see a marked process at all."""
-    os.environ["RDEV_COMMAND_ID"] = "cmd_selftest"
+def test_the_test_marker_scan_sees_a_marked_process() -> None:
+    """The helper every test here relies on can see a marked process at all."""
+    env = {**os.environ, "RDEV_COMMAND_ID": "cmd_selftest"}
+    child = subprocess.Popen(["sleep", "30"], env=env)
     try:
-        # /proc/self/environ is the environment at exec, so a child is needed to see it
-        child = subprocess.Popen(["sleep", "30"])
-        try:
-            assert [pid for pid, _ in marked_processes("cmd_selftest")] == [child.pid]
-        finally:
-            child.kill()
-            child.wait()
+        assert [pid for pid, _ in marked_processes("cmd_selftest")] == [child.pid]
     finally:
-        del os.environ["RDEV_COMMAND_ID"]
+        child.kill()
+        child.wait()
+    assert marked_processes("cmd_selftest") == []
+
+
+@asynccontextmanager
+async def _replica_env(backend: str, tmp_path: Path) -> AsyncIterator[dict[str, str]]:
+    """The environment of `rdev serve` processes on this backend (with a test API server for
+    kubernetes, run here so that it outlives the replicas), and an admin key."""
+    env = {"RDEV_DATA_DIR": str(tmp_path / "data"), "RDEV_KILL_GRACE_SECONDS": str(GRACE),
+           "RATE_LIMIT_RPS": "1000"}  # fmt: skip
+    kube = None
+    if backend == "local":
+        make_project(tmp_path / "ws", "demo")
+        env["RDEV_LOCAL_ROOT"] = str(tmp_path / "ws")
+    else:
+        kube = FakeKubeApi(tmp_path / "pods", bookmark_interval=0.2)
+        await kube.start()
+        kube.put_configmap("rdev-projects", {})
+        kube.create_pod("claudebox-demo-0", labels=LABELS | {"rdev.orchard9.ai/name": "demo"})
+        kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+        env |= {"RDEV_BACKEND": "kubernetes", "RDEV_KUBECONFIG": str(kubeconfig)}
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "rdev", "keys", "create", "--name", "t", "--scope", "admin",
+            env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        env["TEST_ADMIN_KEY"] = (await proc.communicate())[0].decode().strip()
+        yield env
+    finally:
+        if kube is not None:
+            await kube.stop()
+
+
+@pytest.mark.parametrize("same_id", [True, False], ids=["restarted", "other_replica"])
+async def test_processes_of_a_killed_server_are_ended_when_its_command_is_swept(
+    backend: str, tmp_path: Path, same_id: bool
+) -> None:
+    # restarted: the same replica id and a 30 s lease, so only the restart sweep can be in time;
+    # other_replica: another id, and the lease (1.5 s) runs out
+    async with _replica_env(backend, tmp_path) as env:
+        lease = "30" if same_id else "1.5"
+        first = await start_replica(env | {"RDEV_REPLICA_ID": "r1", "RDEV_LEASE_SECONDS": lease},
+                                    cwd=tmp_path)  # fmt: skip
+        headers = {"Authorization": f"Bearer {env['TEST_ADMIN_KEY']}"}
+        async with httpx.AsyncClient(base_url=first.url, headers=headers, timeout=30) as client:
+            body = {"argv": ["sh", "-c", "setsid sleep 9301 & exec sleep 9302"]}
+            cid = (await client.post("/projects/demo/shell", json=body)).json()["data"][
+                "command_id"
+            ]
+            STARTED.append(cid)
+            await _spread(cid, "sleep 9301", "sleep 9302")
+        await first.stop(signal.SIGKILL)
+        assert len(marked_processes(cid)) == 2  # the crash took none of them along
+        second_id = "r1" if same_id else "r2"
+        second = await start_replica(
+            env | {"RDEV_REPLICA_ID": second_id, "RDEV_LEASE_SECONDS": lease}, cwd=tmp_path
+        )
+        try:
+            async with httpx.AsyncClient(base_url=second.url, headers=headers) as client:
+                done = await wait_status(client, cid, "lost", timeout=10)
+                await eventually(lambda: marked_processes(cid) == [], timeout=10)
+        finally:
+            await second.stop()
+    assert done["error"] == ("replica restarted" if same_id else "lease expired")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from rdev.adapters.kubernetes import discovery, scripts
 from rdev.adapters.kubernetes.execution import exit_status
 from rdev.adapters.kubernetes.protocol import (
@@ -134,3 +136,22 @@ def test_watch_events_and_backoff() -> None:
         raise AssertionError("410 must ask for a relist")
     delays = [backoff_delay(n, base=0.2, cap=5.0) for n in range(12)]
     assert all(0.1 <= d <= 5.0 for d in delays) and delays[-1] >= 2.5
+
+
+@pytest.mark.parametrize(
+    ("program", "problem"),
+    [
+        ("ls", None),
+        ("./bin/tool", None),
+        ("x" * 255, None),
+        ("x" * 256, "ENAMETOOLONG"),
+        ("./" + "y" * 300, "ENAMETOOLONG"),
+        ("/" + "/".join(["d" * 200] * 20), None),  # 4021 bytes: a long path, no long name
+        ("/" + "/".join(["d" * 200] * 21), "ENAMETOOLONG"),  # 4222 bytes: past PATH_MAX
+        ("é" * 128, "ENAMETOOLONG"),  # 256 bytes in UTF-8
+    ],
+)
+def test_program_names_that_cannot_be_paths_are_refused_before_the_exec(
+    program: str, problem: str | None
+) -> None:
+    assert scripts.program_name_problem(program) == problem
