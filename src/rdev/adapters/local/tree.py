@@ -14,15 +14,16 @@ rdev does not have. The limit: a process that leaves the command's group *and* e
 cleared environment (`setsid env -i …`) is not found; process.py still stops waiting for the
 output pipes such a process holds, so the command ends anyway.
 
-Races: processes are signalled through pidfds opened after the marker was seen and re-checked, so
-a recycled pid is never hit. A process may fork while it is being killed: each pass stops what it
-found (a stopped process cannot fork), then kills it, and the next pass scans again, until one
-finds nothing; the passes are bounded.
+Races: processes are signalled through pidfds opened after the marker was seen and re-checked,
+so a recycled pid is never hit (kernels without pidfds fall back to the pid). A process may fork
+while it is being killed: each pass stops what it found (a stopped process cannot fork), then
+kills it, and the next pass scans again, until one finds nothing; the passes are bounded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 
@@ -56,10 +57,13 @@ def find(marker: str) -> list[int]:
 
 
 def _open(pid: int, needle: bytes) -> int | None:
-    """A pidfd for `pid` if it still carries the marker once opened (not a recycled pid)."""
+    """A handle on `pid` if it still carries the marker once opened (not a recycled pid): a
+    pidfd, or where the kernel has none (before Linux 5.3) the negated pid."""
     try:
         pidfd = os.pidfd_open(pid)
-    except OSError:
+    except OSError as e:
+        if e.errno == errno.ENOSYS and _carries(str(pid), needle):
+            return -pid
         return None
     if _carries(str(pid), needle):
         return pidfd
@@ -67,9 +71,17 @@ def _open(pid: int, needle: bytes) -> int | None:
     return None
 
 
-def _send(pidfd: int, sig: signal.Signals) -> None:
+def _send(handle: int, sig: signal.Signals) -> None:
     with contextlib.suppress(OSError):
-        signal.pidfd_send_signal(pidfd, sig)
+        if handle < 0:
+            os.kill(-handle, sig)
+        else:
+            signal.pidfd_send_signal(handle, sig)
+
+
+def _close(handle: int) -> None:
+    if handle >= 0:
+        os.close(handle)
 
 
 def signal_all(marker: str, sig: signal.Signals) -> int:
@@ -77,10 +89,10 @@ def signal_all(marker: str, sig: signal.Signals) -> int:
     needle = f"\0{MARKER}={marker}\0".encode()
     sent = 0
     for pid in find(marker):
-        pidfd = _open(pid, needle)
-        if pidfd is not None:
-            _send(pidfd, sig)
-            os.close(pidfd)
+        handle = _open(pid, needle)
+        if handle is not None:
+            _send(handle, sig)
+            _close(handle)
             sent += 1
     return sent
 
@@ -96,13 +108,13 @@ def end(marker: str, *, group: int | None = None) -> int:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)
         found = [(pid, _open(pid, needle)) for pid in find(marker)]
-        pidfds = {pid: fd for pid, fd in found if fd is not None}
-        if not pidfds:
+        handles = {pid: handle for pid, handle in found if handle is not None}
+        if not handles:
             break
         for sig in (signal.SIGSTOP, signal.SIGKILL):
-            for pidfd in pidfds.values():
-                _send(pidfd, sig)
-        for pidfd in pidfds.values():
-            os.close(pidfd)
-        killed.update(pidfds)  # a killed process may show once more while it exits
+            for handle in handles.values():
+                _send(handle, sig)
+        for handle in handles.values():
+            _close(handle)
+        killed.update(handles)  # a killed process may show once more while it exits
     return len(killed)
