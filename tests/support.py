@@ -295,3 +295,26 @@ async def start_replica(env: dict[str, str], *, cwd: Path, stderr: Any = None) -
             await proc.wait()
         raise
     return Replica(proc, url)
+
+
+MARKER = "RDEV_COMMAND_ID"
+
+
+def marked_processes(command_id: str) -> list[tuple[int, str]]:
+    """(pid, command line) of live processes that carry `RDEV_COMMAND_ID=<command_id>` in their
+    environment: every process a command started inherits it, even after setsid or a double
+    fork. Read independently of rdev's own scan, so a test does not trust the code it checks."""
+    entry = f"{MARKER}={command_id}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X") and entry in environ.split(b"\0"):
+            found.append((int(proc.name), cmdline.strip()))
+    return sorted(found)

@@ -47,7 +47,8 @@ class Execution(Protocol):
     async def wait(self) -> ExitStatus: ...
 
     async def cancel(self, *, grace_seconds: float) -> None:
-        """SIGTERM the whole process group, SIGKILL after the grace period. Idempotent."""
+        """SIGTERM every process the command started, SIGKILL what is left after the grace
+        period. Idempotent."""
         ...
 
 
@@ -78,9 +79,17 @@ class Backend(Protocol):
         env: Mapping[str, str],
         cwd: str | None = None,
         stdin: bytes | None = None,
+        command_id: str | None = None,
     ) -> Execution:
-        """Start argv in the project's workspace (cwd relative to it). Raise ExecFailed when it
-        cannot start, BackendUnavailable when the backend is down."""
+        """Start argv in the project's workspace (cwd relative to it). Every process it starts
+        carries `command_id` (a marker in its environment) and ends with it, however it
+        detached. Raise ExecFailed when it cannot start, BackendUnavailable when the backend is
+        down."""
+        ...
+
+    async def kill_command(self, project_id: str, command_id: str) -> int:
+        """Kill every process still carrying the command's marker where this replica can reach
+        it (the command of a dead replica, swept to lost); returns how many were found."""
         ...
 
     async def list_dir(self, project: Project, path: str) -> list[str]:

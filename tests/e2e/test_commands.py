@@ -104,7 +104,7 @@ async def test_bad_command_input_is_422_naming_the_field(
     assert any(n == field or n.startswith(field + ".") for n in names), names
 
 
-@pytest.mark.parametrize("name", ["LD_PRELOAD", "LD_LIBRARY_PATH", "PATH"])
+@pytest.mark.parametrize("name", ["LD_PRELOAD", "LD_LIBRARY_PATH", "PATH", "RDEV_COMMAND_ID"])
 async def test_env_overrides_of_loader_and_path_are_refused(rdev: Running, name: str) -> None:
     resp = await rdev.admin.post(
         "/projects/demo/shell", json={"command": "env", "env": {name: "/x"}}

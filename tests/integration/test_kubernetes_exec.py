@@ -62,7 +62,7 @@ async def test_executable_not_found_is_an_exec_failure_not_an_exit_code(
 ) -> None:
     chunks, status = await drain(await backend.exec(project, [argv0, "arg"], env={}))
     assert status.exit_code is None and status.error_code == "EXEC_FAILED"
-    assert status.error == f"executable not found: {argv0}"
+    assert status.error == f"executable not found: {argv0} (ENOENT)"
     assert chunks == []
 
 
@@ -190,8 +190,11 @@ async def test_cancel_escalates_to_kill_after_the_grace_period(
 ) -> None:
     script = "trap '' TERM; sleep 1000 & echo ready; wait"
     execution = await backend.exec(project, ["sh", "-c", script], env={})
-    waiting = asyncio.create_task(drain(execution))
-    await eventually(lambda: len(kube_api.processes_in_pod_dir("p")) >= 3, within=5)
+    seen: list[tuple[str, bytes]] = []
+    waiting = asyncio.create_task(drain(execution, seen))
+    # "ready": the trap is set (three processes could still be the wrapper, its watcher and
+    # the watcher's sleep, and a SIGTERM then would end the command at once)
+    await eventually(lambda: joined(seen, "stdout") == b"ready\n", within=5)
     loop = asyncio.get_running_loop()
     started = loop.time()
     await execution.cancel(grace_seconds=0.5)

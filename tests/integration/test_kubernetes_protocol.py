@@ -48,7 +48,13 @@ def test_outcomes_map_to_exit_statuses() -> None:
     )
     assert exit_status(Lost("gone"), none, "x") == ExitStatus(None, "gone", "EXEC_LOST")
     assert exit_status(Exited(127), frozenset({"notfound"}), "cl") == ExitStatus(
-        None, "executable not found: cl", "EXEC_FAILED"
+        None, "executable not found: cl (ENOENT)", "EXEC_FAILED"
+    )
+    assert exit_status(Exited(126), frozenset({"noperm"}), "./x") == ExitStatus(
+        None, "executable not permitted: ./x (EACCES)", "EXEC_FAILED"
+    )
+    assert exit_status(Exited(126), frozenset({"noexec"}), "./x") == ExitStatus(
+        None, "not an executable file or script: ./x (ENOEXEC)", "EXEC_FAILED"
     )
     assert scripts.markers(b"123\nnotfound\n") == {"notfound"}
     assert scripts.markers(b"123\n") == frozenset()
@@ -65,10 +71,17 @@ def test_stdin_frames_close_only_on_v5() -> None:
 
 def test_argv_is_never_joined_into_a_shell_line() -> None:
     argv = scripts.run_argv(
-        token="ab12cd34", workdir="/w", env={"A": "$(x)"}, argv=["echo", "a; b"], stdin_len=-1
+        token="ab12cd34",
+        marker="cmd_0123456789ab",
+        workdir="/w",
+        env={"A": "$(x)", "RDEV_COMMAND_ID": "cmd_other"},  # the marker is rdev's to set
+        argv=["echo", "a; b"],
+        stdin_len=-1,
     )
     assert argv[:2] == ["sh", "-c"] and argv[2] == scripts.RUN
-    assert argv[3:] == ["rdev", "ab12cd34", "/w", "-1", "A=$(x)", "--", "echo", "a; b"]
+    assert argv[3:] == [
+        "rdev", "ab12cd34", "/w", "-1", "cmd_0123456789ab", "A=$(x)", "--", "echo", "a; b",
+    ]  # fmt: skip
     query = exec_query(argv, container="dev", stdin=False)
     assert [v for k, v in query if k == "command"] == argv
 
@@ -169,3 +182,22 @@ def test_watch_events_and_backoff() -> None:
         raise AssertionError("410 must ask for a relist")
     delays = [backoff_delay(n, base=0.2, cap=5.0) for n in range(12)]
     assert all(0.1 <= d <= 5.0 for d in delays) and delays[-1] >= 2.5
+
+
+@pytest.mark.parametrize(
+    ("program", "problem"),
+    [
+        ("ls", None),
+        ("./bin/tool", None),
+        ("x" * 255, None),
+        ("x" * 256, "ENAMETOOLONG"),
+        ("./" + "y" * 300, "ENAMETOOLONG"),
+        ("/" + "/".join(["d" * 200] * 20), None),  # 4021 bytes: a long path, no long name
+        ("/" + "/".join(["d" * 200] * 21), "ENAMETOOLONG"),  # 4222 bytes: past PATH_MAX
+        ("é" * 128, "ENAMETOOLONG"),  # 256 bytes in UTF-8
+    ],
+)
+def test_program_names_that_cannot_be_paths_are_refused_before_the_exec(
+    program: str, problem: str | None
+) -> None:
+    assert scripts.program_name_problem(program) == problem

@@ -193,7 +193,18 @@ def test_env_accepts_ordinary_names() -> None:
     assert policy.check_env({"FOO": "1", "_x9": ""}) == {"FOO": "1", "_x9": ""}
 
 
-@pytest.mark.parametrize("name", ["LD_PRELOAD", "LD_LIBRARY_PATH", "PATH", "LD_AUDIT", "path"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "PATH",
+        "LD_AUDIT",
+        "path",
+        "RDEV_COMMAND_ID",
+        "rdev_command_id",
+    ],
+)
 def test_env_may_not_override_loader_or_path(name: str) -> None:
     with pytest.raises(CommandRejected) as info:
         policy.check_env({name: "/tmp/x"})

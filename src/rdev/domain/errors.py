@@ -137,5 +137,23 @@ class InvalidSettings(InvalidInput):
         super().__init__("; ".join(self.problems), details={"problems": list(self.problems)})
 
 
+_SPAWN_FAILURES = {
+    "ENOENT": "executable not found",
+    "EACCES": "executable not permitted",
+    "ENOEXEC": "not an executable file or script",
+    "ENAMETOOLONG": "executable name too long",
+    "E2BIG": "arguments and environment too long for",
+}
+
+
+def spawn_failure(program: str, errno_name: str, reason: str = "") -> str:
+    """How a program that could not start is described, the same on every backend: what went
+    wrong, the program (shortened), and the errno name, e.g.
+    `not an executable file or script: ./x (ENOEXEC)`."""
+    what = _SPAWN_FAILURES.get(errno_name) or f"cannot run ({reason or errno_name})"
+    shown = program if len(program) <= 80 else program[:77] + "..."
+    return f"{what}: {shown} ({errno_name})"
+
+
 class InvalidEventId(InvalidInput):
     code = "INVALID_EVENT_ID"

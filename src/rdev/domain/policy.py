@@ -27,7 +27,11 @@ DANGEROUS_PATTERNS: tuple[str, ...] = (
     "&&", "||", ">>", "$(", "rm -rf", "dd if=", ";", "|", "`", ">", "<",
 )  # fmt: skip
 
-FORBIDDEN_ENV: frozenset[str] = frozenset({"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "PATH"})
+# RDEV_COMMAND_ID marks every process of a command so that rdev can end them all; it is set by
+# the backend, never by a client
+FORBIDDEN_ENV: frozenset[str] = frozenset(
+    {"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "PATH", "RDEV_COMMAND_ID"}
+)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Claude session ids are UUIDs (the CLI's `--session-id` says "must be a valid UUID")

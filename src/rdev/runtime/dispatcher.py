@@ -9,7 +9,10 @@ look expired. A replica therefore renews its own leases first (it retries a fail
 soon, not a third of a lease later) and sweeps nothing until the database has answered it
 without a break for a whole lease period: long enough for every live replica to have renewed.
 A lease still expired after that belongs to a replica that is really gone. A replica never
-sweeps a command it is running itself, and stops one that another replica ended meanwhile."""
+sweeps a command it is running itself, and stops one that another replica ended meanwhile.
+
+A command swept to `lost` (its replica stopped renewing the lease, or this replica restarted
+under the same id) also has its processes killed where the backend can reach them."""
 
 from __future__ import annotations
 
@@ -193,6 +196,10 @@ class Dispatcher:
     async def _lease_loop(self) -> None:
         every = self._limits.lease_seconds / 3
         wait = every
+        try:
+            await self._sweep_own_leftovers()
+        except Exception as e:
+            log.warning("dispatcher.restart_sweep_failed", error=type(e).__name__)
         while self._accepting:
             await asyncio.sleep(wait)
             try:
@@ -228,22 +235,49 @@ class Dispatcher:
             self._db_back_at = now
         return now - self._db_back_at >= self._limits.lease_seconds
 
-    async def _sweep(self, cmd: Command, now: datetime) -> None:
-        """A running command whose replica stopped renewing its lease: the outcome is unknown."""
+    async def _sweep_own_leftovers(self) -> None:
+        """Commands still leased to this replica's id when it starts ran in a previous life of
+        it (a crash, then a restart with the same id): none runs here, so they are lost now
+        rather than when their leases run out. The horizon takes every lease, however long."""
+        now = self._clock()
+        horizon = now + timedelta(days=36500)
+        for cmd in await self._commands.expired_leases(horizon):
+            if cmd.lease_owner == self._replica and cmd.id not in self._running:
+                await self._sweep(cmd, now, restarted=True)
+
+    async def _sweep(self, cmd: Command, now: datetime, *, restarted: bool = False) -> None:
+        """A running command whose replica stopped renewing its lease: the outcome is unknown.
+        Its processes are killed too, in the background (a pod exec must not hold up the lease
+        renewals of this replica's own commands)."""
         seq = await self._log.last_seq(cmd.id)
         duration = int((now - (cmd.started_at or now)).total_seconds() * 1000)
+        code, message, error = (
+            ("REPLICA_RESTARTED", "the replica running this command restarted", "replica restarted")
+            if restarted
+            else ("LEASE_EXPIRED", "the replica running this command stopped responding",
+                  "lease expired")
+        )  # fmt: skip
         final = [
             Event(cmd.id, seq + 1, EventType.STATUS, {"status": CommandStatus.LOST.value}),
-            Event(cmd.id, seq + 2, EventType.ERROR, {
-                "code": "LEASE_EXPIRED",
-                "message": "the replica running this command stopped responding",
-            }),
+            Event(cmd.id, seq + 2, EventType.ERROR, {"code": code, "message": message}),
             Event(cmd.id, seq + 3, EventType.COMPLETE, {
                 "status": CommandStatus.LOST.value, "exit_code": None, "duration_ms": duration,
             }),
         ]  # fmt: skip
-        finish = Finish(status=CommandStatus.LOST, finished_at=now, error="lease expired")
+        finish = Finish(status=CommandStatus.LOST, finished_at=now, error=error)
         if await self._commands.finish(cmd.id, finish, final):
             await self._hub.publish(final)
             await self._ended(cmd, finish)
             log.info("dispatcher.swept_lost", command=cmd.id, owner=cmd.lease_owner)
+            task = asyncio.create_task(self._end_processes(cmd), name=f"sweep-{cmd.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _end_processes(self, cmd: Command) -> None:
+        try:
+            killed = await self._backend.kill_command(cmd.project_id, cmd.id)
+        except Exception as e:  # unreachable pod, API down: nothing more this replica can do
+            log.warning("dispatcher.sweep_kill_failed", command=cmd.id, error=type(e).__name__)
+            return
+        if killed:
+            log.info("dispatcher.swept_processes", command=cmd.id, killed=killed)

@@ -93,7 +93,9 @@ class Runner:
             settings.check_accepts(project, cmd.kind)
             if cmd.kind is CommandKind.GIT:
                 await check_repository(self._backend, project, cmd)
-            execution = await self._backend.exec(project, cmd.argv, env=cmd.env, cwd=cmd.cwd)
+            execution = await self._backend.exec(
+                project, cmd.argv, env=cmd.env, cwd=cmd.cwd, command_id=cmd.id
+            )
         except RdevError as e:
             await writer.add(EventType.STATUS, {"status": CommandStatus.RUNNING.value})
             await self._finish(writer, CommandStatus.FAILED, None, (e.code, e.message))

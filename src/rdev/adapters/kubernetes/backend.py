@@ -25,7 +25,7 @@ from rdev.adapters.kubernetes.files import PodFiles
 from rdev.adapters.kubernetes.podexec import PodExec
 from rdev.adapters.kubernetes.protocol import PROTOCOLS
 from rdev.adapters.kubernetes.reflector import Reflector, Request
-from rdev.domain.errors import BackendUnavailable, ExecFailed, NotFound
+from rdev.domain.errors import BackendUnavailable, ExecFailed, NotFound, spawn_failure
 from rdev.domain.models import Project
 
 log = structlog.get_logger(__name__)
@@ -180,11 +180,17 @@ class KubernetesBackend:
         env: Mapping[str, str],
         cwd: str | None = None,
         stdin: bytes | None = None,
+        command_id: str | None = None,
     ) -> KubeExecution:
         target = self._target(project)
+        problem = scripts.program_name_problem(argv[0]) if argv else None
+        if problem is not None:
+            raise ExecFailed(spawn_failure(argv[0], problem), details={"errno": problem})
         token = secrets.token_hex(8)
+        marker = command_id or f"run_{secrets.token_hex(12)}"
         command = scripts.run_argv(
             token=token,
+            marker=marker,
             workdir=scripts.workspace_path(target.project.workspace, cwd or "", field="cwd"),
             env=env,
             argv=argv,
@@ -193,8 +199,21 @@ class KubernetesBackend:
         channel = await self._pods.open(target, command, stdin=stdin is not None)
         if stdin is not None:
             await channel.send_stdin(stdin)
-        control = GroupControl(self._pods, target, token, timeout=self._control_timeout)
+        control = GroupControl(
+            self._pods, target, token, marker=marker, timeout=self._control_timeout
+        )
         return KubeExecution(channel, control, argv0=argv[0])
+
+    async def kill_command(self, project_id: str, command_id: str) -> int:
+        """Reap the command's processes in its project's pod with an exec (the pod is where
+        they run; a pod that is gone took them with it)."""
+        target = self._synced().get(project_id)
+        if target is None:
+            return 0
+        done = await self._pods.run(
+            target, scripts.kill_argv(command_id), seconds=self._control_timeout
+        )
+        return scripts.reaped(done.stdout)
 
     async def list_dir(self, project: Project, path: str) -> list[str]:
         return await self._files.list_dir(self._target(project), path)

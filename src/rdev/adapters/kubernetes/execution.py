@@ -3,8 +3,9 @@ signal its process group (cancel) and clean up after it (leftover processes, the
 
 How it ends is reported, never raised: an exit code from the status frame; ExitStatus(None,
 EXEC_FAILED) when the command could not run (the kubelet's non-exit failure, or the wrapper's
-"executable not found" / "no such directory" markers); ExitStatus(None, EXEC_LOST) when the
-connection died without a status (pod deleted, network).
+markers: not found, not permitted, not an executable format, no such directory), described as on
+the local backend; ExitStatus(None, EXEC_LOST) when the connection died without a status (pod
+deleted, network).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rdev.adapters.kubernetes.channel import ExecChannel
 from rdev.adapters.kubernetes.discovery import Target
 from rdev.adapters.kubernetes.podexec import PodExec
 from rdev.adapters.kubernetes.protocol import Exited, Lost, Outcome, Refused
-from rdev.domain.errors import RdevError
+from rdev.domain.errors import RdevError, spawn_failure
 from rdev.ports import ExitStatus, OutputChunk
 
 log = structlog.get_logger(__name__)
@@ -28,11 +29,20 @@ EXEC_FAILED = "EXEC_FAILED"
 EXEC_LOST = "EXEC_LOST"
 
 
+_SPAWN_MARKERS = {
+    scripts.NOT_FOUND: "ENOENT",
+    scripts.NOT_PERMITTED: "EACCES",
+    scripts.NOT_EXECUTABLE: "ENOEXEC",
+}
+
+
 def exit_status(outcome: Outcome, markers: frozenset[str], argv0: str) -> ExitStatus:
-    if scripts.NOT_FOUND in markers:
-        return ExitStatus(None, f"executable not found: {argv0}", EXEC_FAILED)
+    for marker, errno_name in _SPAWN_MARKERS.items():
+        if marker in markers:
+            return ExitStatus(None, spawn_failure(argv0, errno_name), EXEC_FAILED)
     if scripts.NO_CWD in markers:
-        return ExitStatus(None, "the working directory does not exist", EXEC_FAILED)
+        message = "cannot enter the working directory: it does not exist (ENOENT)"
+        return ExitStatus(None, message, EXEC_FAILED)
     match outcome:
         case Exited(code):
             return ExitStatus(code)
@@ -43,16 +53,20 @@ def exit_status(outcome: Outcome, markers: frozenset[str], argv0: str) -> ExitSt
 
 
 class GroupControl:
-    """Second execs addressing the command's process group through its token."""
+    """Second execs addressing the command's process group through its token, and every
+    process it started through its marker."""
 
-    def __init__(self, pods: PodExec, target: Target, token: str, *, timeout: float) -> None:
+    def __init__(
+        self, pods: PodExec, target: Target, token: str, *, marker: str, timeout: float
+    ) -> None:
         self._pods = pods
         self._target = target
         self._token = token
+        self._marker = marker
         self._timeout = timeout
 
     async def signal(self, signal: str, *, mark: bool) -> None:
-        argv = scripts.signal_argv(self._token, signal, mark=mark)
+        argv = scripts.signal_argv(self._token, signal, marker=self._marker, mark=mark)
         try:
             await self._pods.run(self._target, argv, seconds=self._timeout)
         except RdevError as e:
@@ -64,7 +78,9 @@ class GroupControl:
         """Kill whatever is left in the group, drop the pid file; returns its markers."""
         try:
             done = await self._pods.run(
-                self._target, scripts.cleanup_argv(self._token), seconds=self._timeout
+                self._target,
+                scripts.cleanup_argv(self._token, marker=self._marker),
+                seconds=self._timeout,
             )
         except RdevError as e:
             log.info("kubernetes.cleanup_failed", pod=self._target.pod, error=e.code)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -18,6 +19,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from rdev.adapters.local import tree
 from rdev.adapters.local.process import LocalExecution, scrubbed_env, start_process
 from rdev.domain import policy, settings
 from rdev.domain.errors import BackendUnavailable, InvalidInput, InvalidSettings, NotFound
@@ -97,12 +99,24 @@ class LocalBackend:
         env: Mapping[str, str],
         cwd: str | None = None,
         stdin: bytes | None = None,
+        command_id: str | None = None,
     ) -> LocalExecution:
         workdir = self._inside(project, cwd or "")
         if not workdir.is_dir():
             raise InvalidInput(f"cwd {cwd!r} is not a directory", details={"field": "cwd"})
         env = {**env, **await self._claude_env(project, argv)}
-        return await start_process(argv, cwd=str(workdir), env=scrubbed_env(env), stdin=stdin)
+        return await start_process(
+            argv,
+            cwd=str(workdir),
+            env=scrubbed_env(env),
+            stdin=stdin,
+            marker=command_id or f"run_{secrets.token_hex(12)}",
+        )
+
+    async def kill_command(self, project_id: str, command_id: str) -> int:
+        """Any process on this machine still carrying the command's marker (a crashed replica's
+        command, swept to lost) is killed; the project need not exist any more."""
+        return await asyncio.to_thread(tree.end, command_id)
 
     async def _claude_env(self, project: Project, argv: Sequence[str]) -> dict[str, str]:
         if self._claude_state is None or not argv or argv[0] != self._claude_bin:
