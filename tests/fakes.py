@@ -15,6 +15,7 @@ in microseconds, deterministically."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import selectors
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -312,7 +313,7 @@ class FakeBackend:
     projects: dict[str, Project] = field(default_factory=dict)
     kill_exit: int | None = -15
     exec_error: Exception | None = None
-    on_exec: Callable[[FakeExecution], Awaitable[None] | None] | None = None
+    on_exec: Callable[[FakeExecution], Awaitable[None] | object] | None = None
     started: dict[str, FakeExecution] = field(default_factory=dict)
     argv: dict[str, tuple[str, ...]] = field(default_factory=dict)
     killed: list[str] = field(default_factory=list)
@@ -361,7 +362,7 @@ class FakeBackend:
         self.argv[key] = tuple(argv)
         if self.on_exec is not None:
             result = self.on_exec(execution)
-            if result is not None:
+            if inspect.isawaitable(result):
                 await result
         return execution
 
