@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from rdev.domain.models import Command, CommandStatus, Event, EventType
+from rdev.domain.lifecycle import elapsed_ms, terminal_events
+from rdev.domain.models import Command, CommandStatus
 from rdev.ports import Backend, Bus, CommandStore, EventLog, Finish
 from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.runner import EndHook, Runner
@@ -249,21 +250,20 @@ class Dispatcher:
         """A running command whose replica stopped renewing its lease: the outcome is unknown.
         Its processes are killed too, in the background (a pod exec must not hold up the lease
         renewals of this replica's own commands)."""
-        seq = await self._log.last_seq(cmd.id)
-        duration = int((now - (cmd.started_at or now)).total_seconds() * 1000)
         code, message, error = (
             ("REPLICA_RESTARTED", "the replica running this command restarted", "replica restarted")
             if restarted
             else ("LEASE_EXPIRED", "the replica running this command stopped responding",
                   "lease expired")
         )  # fmt: skip
-        final = [
-            Event(cmd.id, seq + 1, EventType.STATUS, {"status": CommandStatus.LOST.value}),
-            Event(cmd.id, seq + 2, EventType.ERROR, {"code": code, "message": message}),
-            Event(cmd.id, seq + 3, EventType.COMPLETE, {
-                "status": CommandStatus.LOST.value, "exit_code": None, "duration_ms": duration,
-            }),
-        ]  # fmt: skip
+        final = terminal_events(
+            cmd.id,
+            last_seq=await self._log.last_seq(cmd.id),
+            status=CommandStatus.LOST,
+            exit_code=None,
+            duration_ms=elapsed_ms(cmd.started_at, now),
+            error=(code, message),
+        )
         finish = Finish(status=CommandStatus.LOST, finished_at=now, error=error)
         if await self._commands.finish(cmd.id, finish, final):
             await self._hub.publish(final)

@@ -13,7 +13,7 @@ import structlog
 
 from rdev.domain import settings
 from rdev.domain.errors import RdevError
-from rdev.domain.lifecycle import status_for_exit
+from rdev.domain.lifecycle import elapsed_ms, status_for_exit, terminal_events
 from rdev.domain.models import ClaudeResult, Command, CommandKind, CommandStatus, EventType
 from rdev.ports import (
     Backend,
@@ -209,17 +209,15 @@ class Runner:
     ) -> None:
         await writer.flush()
         now = self._clock()
-        started = self.command.started_at or now
-        duration = int((now - started).total_seconds() * 1000)
-        final = [writer.event(EventType.STATUS, {"status": status.value})]
-        if error is not None:
-            final.append(writer.event(EventType.ERROR, {"code": error[0], "message": error[1]}))
-        final.append(
-            writer.event(
-                EventType.COMPLETE,
-                {"status": status.value, "exit_code": exit_code, "duration_ms": duration},
-            )
+        final = terminal_events(
+            self.command.id,
+            last_seq=writer.seq,
+            status=status,
+            exit_code=exit_code,
+            duration_ms=elapsed_ms(self.command.started_at, now),
+            error=error,
         )
+        writer.seq = final[-1].seq
         finish = Finish(
             status=status,
             finished_at=now,

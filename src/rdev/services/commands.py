@@ -23,7 +23,7 @@ from rdev.domain.errors import (
     QueueFull,
     ShuttingDown,
 )
-from rdev.domain.lifecycle import is_terminal
+from rdev.domain.lifecycle import is_terminal, terminal_events
 from rdev.domain.models import (
     ApiKey,
     Command,
@@ -221,13 +221,14 @@ class CommandService:
 
     async def _cancel_live(self, cmd: Command) -> None:
         if cmd.status is CommandStatus.QUEUED:
-            seq = await self._log.last_seq(cmd.id)
             now = self._clock()
-            final = [
-                Event(cmd.id, seq + 1, EventType.STATUS, {"status": "cancelled"}),
-                Event(cmd.id, seq + 2, EventType.COMPLETE,
-                      {"status": "cancelled", "exit_code": None, "duration_ms": 0}),
-            ]  # fmt: skip
+            final = terminal_events(
+                cmd.id,
+                last_seq=await self._log.last_seq(cmd.id),
+                status=CommandStatus.CANCELLED,
+                exit_code=None,
+                duration_ms=0,  # it never ran
+            )
             if await self._store.cancel_queued(cmd.id, at=now, final=final):
                 await self._hub.publish(final)
                 end = Finish(status=CommandStatus.CANCELLED, finished_at=now)
