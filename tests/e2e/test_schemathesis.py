@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,7 +36,7 @@ from schemathesis.specs.openapi import checks as openapi_checks
 
 from rdev.adapters.local.demo import ensure_demo_project
 from rdev.config import Settings
-from tests.support import serve
+from tests.support import processes_under, serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -116,6 +119,19 @@ def live(settings_factory: Callable[..., Settings]) -> Iterator[Live]:
         yield thread.live
     finally:
         thread.stop()
+    _no_process_left(settings.workspace_root)
+
+
+def _no_process_left(root: Path, timeout: float = 15.0) -> None:
+    """Every command the run started has ended with rdev (polled: the kill is asynchronous);
+    any left is killed here, so a failure leaves nothing behind either."""
+    deadline = time.monotonic() + timeout
+    while (left := processes_under(root)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polled until the deadline
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left in the workspaces after rdev stopped: {left}"
 
 
 def _schema(live: Live) -> Any:

@@ -1,6 +1,6 @@
 """What OpenAPI says the command routes answer: the command view, every error as the one
-envelope, and the links from a submitted command to the operations that read, cancel and
-stream it. Routes return finished JSON responses (see deps.ok), so these models document and
+envelope, each event of the streams, and the links from a submitted command to the operations
+that read, cancel, stream and resume it. Routes return finished JSON responses (see deps.ok), so these models document and
 are never used to validate or re-encode; they let a client generator, and schemathesis'
 stateful tests, follow a command from its submission."""
 
