@@ -1,7 +1,8 @@
 """Schemathesis against a real rdev under uvicorn: every documented operation with generated
 (valid and invalid) input, then stateful sequences that follow the OpenAPI links from a
-submitted command to reading, listing, cancelling and streaming it. No answer may be a 5xx,
-and every answer must match what OpenAPI documents (status, content type, body schema).
+submitted command to reading, listing, cancelling and streaming it (by either route, from the
+start and resumed). No answer may be a 5xx, and every answer must match what OpenAPI documents
+(status, content type, body schema, each event of a stream). No process outlives the run.
 
 rdev runs in a thread with its own event loop: schemathesis calls it synchronously.
 
