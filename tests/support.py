@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema_rs
 import psycopg
 import uvicorn
 
@@ -168,6 +169,23 @@ async def read_sse(
             if name in ("event", "data", "id"):
                 current[name] = value
     return out
+
+
+def off_event_schema(schema: dict[str, Any], event: dict[str, Any]) -> str | None:
+    """Why one parsed SSE event (event, data, id, retry) is off an OpenAPI `itemSchema` shaped
+    like documented.SSE_EVENT, or None. Its data is checked against the `contentSchema` of its
+    event's branch by hand: to a JSON Schema validator content keywords are annotations."""
+    error = next(iter(jsonschema_rs.validator_for(schema).iter_errors(event)), None)
+    if error is not None:
+        return f"{event}: {error}"
+    branches = [b for b in schema["oneOf"] if b["properties"]["event"]["const"] == event["event"]]
+    content = branches[0]["properties"]["data"]["contentSchema"]
+    try:
+        data = json.loads(event["data"])
+    except ValueError:
+        return f"{event}: data is not JSON"
+    error = next(iter(jsonschema_rs.validator_for(content).iter_errors(data)), None)
+    return None if error is None else f"{event}: data: {error}"
 
 
 TRANSIENT_ERRORS = frozenset({"SLOW_CONSUMER", "SHUTTING_DOWN"})

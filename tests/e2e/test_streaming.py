@@ -19,6 +19,7 @@ from tests.support import (
     Running,
     eventually,
     make_project,
+    off_event_schema,
     output_text,
     read_sse,
     read_to_end,
@@ -236,3 +237,27 @@ async def test_openapi_documents_both_streams_as_event_streams(fast: Running) ->
     paths = (await fast.admin.get("/openapi.json")).json()["paths"]
     for path in ("/commands/{command_id}/events", "/projects/{project_id}/events"):
         assert list(paths[path]["get"]["responses"]["200"]["content"]) == ["text/event-stream"]
+
+
+async def test_every_event_of_both_streams_is_as_openapi_documents_it(fast: Running) -> None:
+    """Each event, by either route, from the start and resumed, matches the served OpenAPI's
+    event schema (both routes once documented the stream as one string)."""
+    paths = (await fast.admin.get("/openapi.json")).json()["paths"]
+    cid = await _shell(fast, "echo out; echo err >&2")
+    await wait_status(fast.admin, cid, "succeeded")
+    reads = {
+        "/commands/{command_id}/events": (f"/commands/{cid}/events", {}),
+        "/projects/{project_id}/events": (f"/projects/demo/events?stream_id={cid}", {}),
+    }
+    for route, (url, headers) in reads.items():
+        documented = paths[route]["get"]["responses"]["200"]["content"]["text/event-stream"]
+        for resume in ({}, {"Last-Event-ID": f"{cid}:1"}):
+            events = await read_sse(fast.admin, url, headers={**headers, **resume})
+            assert [e.event for e in events][:1] == ["connected"]
+            assert events[-1].event == "complete", events
+            parsed = [
+                {"event": e.event, "data": json.dumps(e.data)} | ({"id": e.id} if e.id else {})
+                for e in events
+            ]
+            off = [why for e in parsed if (why := off_event_schema(documented["itemSchema"], e))]
+            assert off == [], (route, resume)

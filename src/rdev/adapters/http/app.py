@@ -47,7 +47,8 @@ def create_app(
     app.router.routes.extend([*projects.lean_routes, *streams.lean_routes])
     app.include_router(health.router)
     for module in (keys, projects, commands, streams, claude_config, audit):
-        app.include_router(module.router, responses=KEY_ERRORS | ERRORS)  # all behind KeyAuth
+        # all behind KeyAuth; KEY_ERRORS last, so its 429 and 503 keep their Retry-After
+        app.include_router(module.router, responses=ERRORS | KEY_ERRORS)
     app.add_middleware(InFlightLimit, limit=max_requests_in_flight)  # inside the edge
     app.add_middleware(
         EdgeMiddleware, max_body_bytes=max_body_bytes, trusted_proxies=trusted_proxies

@@ -122,7 +122,10 @@ KEY_ERRORS: dict[int | str, dict[str, Any]] = {
         },
     },
     503: {
-        "description": "This replica is at a capacity limit (OVERLOADED): retry after a while.",
+        "description": (
+            "This replica is at a capacity limit (OVERLOADED) or shutting down, or the backend "
+            "is unavailable: retry after a while."
+        ),
         "content": ERROR_CONTENT,
         "headers": {
             "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}

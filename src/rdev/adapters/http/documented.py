@@ -1,8 +1,8 @@
 """What OpenAPI says the command routes answer: the command view, every error as the one
-envelope, and the links from a submitted command to the operations that read, cancel and
-stream it. Routes return finished JSON responses (see deps.ok), so these models document and
-are never used to validate or re-encode; they let a client generator, and schemathesis'
-stateful tests, follow a command from its submission."""
+envelope, each event of the streams, and the links from a submitted command to the operations
+that read, cancel, stream and resume it. Routes return finished JSON responses (see deps.ok),
+so these models document and are never used to validate or re-encode; they let a client
+generator, and schemathesis' stateful tests, follow a command from its submission."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from rdev.adapters.http.schemas import ERROR_CONTENT
-from rdev.domain.models import CommandStatus
+from rdev.domain.models import CommandStatus, EventType
 
 
 class Meta(BaseModel):
@@ -71,20 +71,34 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     503: _error("The backend or this replica is unavailable."),
 }
 
-_COMMAND = {"command_id": "$response.body#/data/command_id"}
-_LINKS = {
-    "GetCommand": {"operationId": "get_command", "parameters": _COMMAND},
-    "CancelCommand": {"operationId": "cancel_command", "parameters": _COMMAND},
-    "CommandEvents": {"operationId": "command_events", "parameters": _COMMAND},
-    "CommandOutput": {"operationId": "command_output", "parameters": _COMMAND},
-    "ProjectEvents": {
-        "operationId": "project_events",
-        "parameters": {
-            "project_id": "$request.path.project_id",
-            "stream_id": "$response.body#/data/command_id",
+
+def _links(command: str, *, project: str | None) -> dict[str, dict[str, Any]]:
+    """Links to what reads, cancels and streams the command at the JSON pointer `command`; the
+    resumptions carry an event id of that command (`COMMAND:1`: resume after its first event).
+    With `project` (a runtime expression naming its project), the seed's project stream too."""
+    cid = {"command_id": f"$response.body#{command}"}
+    after_first = f"{{$response.body#{command}}}:1"
+    links: dict[str, dict[str, Any]] = {
+        "GetCommand": {"operationId": "get_command", "parameters": cid},
+        "CancelCommand": {"operationId": "cancel_command", "parameters": cid},
+        "CommandEvents": {"operationId": "command_events", "parameters": cid},
+        "ResumeCommandEvents": {
+            "operationId": "command_events",
+            "parameters": {**cid, "header.Last-Event-ID": after_first},
         },
-    },
-}
+        "CommandOutput": {"operationId": "command_output", "parameters": cid},
+    }
+    if project is not None:
+        stream = {"project_id": project, "stream_id": f"$response.body#{command}"}
+        links["ProjectEvents"] = {"operationId": "project_events", "parameters": stream}
+        links["ResumeProjectEvents"] = {
+            "operationId": "project_events",
+            "parameters": {**stream, "query.last_event_id": after_first},
+        }
+    return links
+
+
+_LINKS = _links("/data/command_id", project="$request.path.project_id")
 SUBMITTED: dict[int | str, dict[str, Any]] = {
     201: {"model": CommandResponse, "description": "The command, queued.", "links": _LINKS},
     200: {
@@ -107,15 +121,64 @@ PROJECTS: dict[int | str, dict[str, Any]] = {
     }
 }  # fmt: skip
 ONE_COMMAND: dict[int | str, dict[str, Any]] = {200: {"model": CommandResponse}}
-_LISTED = {"command_id": "$response.body#/data/0/command_id"}
 COMMAND_PAGE: dict[int | str, dict[str, Any]] = {
     200: {
         "model": CommandPage,
         "description": "A page of the project's commands, newest first.",
-        "links": {
-            name: {"operationId": link["operationId"], "parameters": _LISTED}
-            for name, link in _LINKS.items()
-            if name != "ProjectEvents"
+        "links": _links("/data/0/command_id", project="$request.path.project_id"),
+    }
+}
+
+
+def _event(name: EventType, data: dict[str, Any], required: tuple[str, ...]) -> dict[str, Any]:
+    """One event type: its name, and its data as one line of JSON with these fields."""
+    return {
+        "properties": {
+            "event": {"const": name.value},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"type": "object", "required": list(required), "properties": data},
+            },
         },
+    }
+
+
+_STRING = {"type": "string"}
+_STATUS = {"enum": [s.value for s in CommandStatus]}
+_NULLABLE_INT = {"type": ["integer", "null"]}
+# One event of a stream, as OpenAPI 3.2 documents Server-Sent Events: `itemSchema` is each event
+# parsed into event, data, id and retry, and `schema` the whole stream, a sequence of them.
+# The id, once given, is `COMMAND:SEQ` or `COMMAND:final`; a client carries it over to events
+# that have none (heartbeats), as the SSE standard says.
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": [t.value for t in EventType]},
+        "data": _STRING,
+        "id": {"type": "string", "pattern": r"^[^:\s]+:([0-9]+|final)$"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+    "additionalProperties": False,
+    "oneOf": [
+        _event(EventType.CONNECTED, {"project": _STRING, "stream_id": _STRING, "status": _STATUS},
+               ("project", "stream_id", "status")),
+        _event(EventType.STATUS, {"status": _STATUS, "queue_position": _NULLABLE_INT}, ("status",)),
+        _event(EventType.OUTPUT, {"line": _STRING, "stream": {"enum": ["stdout", "stderr"]}},
+               ("line", "stream")),
+        _event(EventType.MESSAGE, {}, ()),
+        _event(EventType.TRUNCATED, {"limit_bytes": {"type": "integer"}}, ("limit_bytes",)),
+        _event(EventType.HEARTBEAT, {"timestamp": _STRING}, ("timestamp",)),
+        _event(EventType.COMPLETE, {"status": _STATUS, "exit_code": _NULLABLE_INT,
+                                    "duration_ms": _NULLABLE_INT}, ("status",)),
+        _event(EventType.ERROR, {"code": _STRING, "message": _STRING}, ("code", "message")),
+    ],
+}  # fmt: skip
+EVENTS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The command's events as Server-Sent Events, from the first or from "
+        "after Last-Event-ID, until `complete`.",
+        "content": {"text/event-stream": {"schema": {"type": "array"}, "itemSchema": SSE_EVENT}},
     }
 }

@@ -144,7 +144,17 @@ class _Run(BaseModel):
     on_output_limit: OnOutputLimit = "truncate"
 
 
+def _examples(*bodies: dict[str, Any]) -> ConfigDict:
+    """Requests that succeed on a project that allows the kind: documentation for clients, and
+    bodies schemathesis mixes into what it generates (tests/e2e/test_schemathesis.py)."""
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": list(bodies)})
+
+
 class ClaudeRun(_Run):
+    model_config = _examples(
+        {"prompt": "Summarise README.md in three lines"},
+        {"prompt": "Add a test for the parser", "max_turns": 5, "permission_mode": "acceptEdits"},
+    )
     prompt: Text = Field(min_length=1, pattern=r"\S")  # not blank
     # the domain's rules, documented (policy still decides)
     model: Text | None = Field(default=None, pattern=_whole(policy.MODEL))
@@ -158,6 +168,7 @@ class ClaudeRun(_Run):
 
 
 class ShellRun(_Run):
+    model_config = _examples({"argv": ["ls", "-la"]}, {"command": "make test", "cwd": "src"})
     command: Text | None = None
     argv: list[Text] | None = None
     cwd: Text | None = None
@@ -165,6 +176,7 @@ class ShellRun(_Run):
 
 
 class GitRun(_Run):
+    model_config = _examples({"args": ["status"]}, {"args": ["log", "--oneline", "-n", "5"]})
     args: list[Text] = Field(min_length=1)
     cwd: Text | None = None
 

@@ -13,6 +13,7 @@ from starlette.types import Scope as AsgiScope
 
 from rdev.adapters.http import sse
 from rdev.adapters.http.deps import CommandsRead, Services, caller_for
+from rdev.adapters.http.documented import EVENTS
 from rdev.adapters.http.state import HttpServices
 from rdev.domain.errors import InvalidInput, NotFound
 from rdev.domain.models import Command, EventType, Scope
@@ -90,8 +91,9 @@ lean_routes = [
 
 
 @router.get(
-    "/commands/{command_id}/events", operation_id="command_events", response_class=sse.SseResponse
-)
+    "/commands/{command_id}/events", operation_id="command_events",
+    response_class=sse.SseResponse, responses=EVENTS,
+)  # fmt: skip
 async def command_events(
     command_id: str, request: Request, caller: CommandsRead, svc: Services,
     last_event_id_header: LastEventIdHeader = None, last_event_id: LastEventIdQuery = None,
@@ -101,8 +103,9 @@ async def command_events(
 
 
 @router.get(
-    "/projects/{project_id}/events", operation_id="project_events", response_class=sse.SseResponse
-)
+    "/projects/{project_id}/events", operation_id="project_events",
+    response_class=sse.SseResponse, responses=EVENTS,
+)  # fmt: skip
 async def project_events(
     project_id: str, request: Request, caller: CommandsRead, svc: Services,
     stream_id: Annotated[str, Query(max_length=100)],
