@@ -28,10 +28,14 @@ from tests.support import eventually
 
 
 class NoProjects:
-    """The one backend call a dispatcher makes without work of its own: the project list."""
+    """The backend calls a dispatcher makes without work of its own: the project list, and
+    ending a swept command's processes (there are none)."""
 
     async def list_projects(self) -> list[Project]:
         return []
+
+    async def kill_command(self, project_id: str, command_id: str) -> int:
+        return 0
 
 
 def dispatcher(store: Store, bus: InProcessBus, audit: AuditService, name: str) -> Dispatcher:
@@ -79,7 +83,7 @@ async def test_a_command_swept_as_lost_is_audited_once(store: Store) -> None:
         assert stored is not None and stored.status is CommandStatus.LOST
     finally:
         for d in dispatchers:
-            await d.stop(grace_seconds=0)
+            await d.stop(grace_seconds=0, kill_wait_seconds=0)
         await bus.close()
     page = await store.audit_log.list(AuditFilter(action="command.end"))
     assert len(page.items) == 1
