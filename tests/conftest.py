@@ -46,9 +46,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped under CI=true, which requires every test to run: {reason}"
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for the session, dropped at the end."""
+def _throwaway_database() -> Iterator[str]:
     _require_postgres()
     name = f"rdev_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
@@ -59,6 +57,18 @@ def pg_url() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for the session (of each xdist worker), dropped at the end."""
+    yield from _throwaway_database()
+
+
+@pytest.fixture
+def own_pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's alone, for tests that look at everything stored."""
+    yield from _throwaway_database()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -96,9 +96,9 @@ async def test_text_that_is_not_valid_unicode_is_refused_before_anything_is_stor
 
 @pytest.mark.postgres
 async def test_text_that_is_not_valid_unicode_is_refused_on_postgres(
-    settings_factory: Callable[..., Settings], pg_url: str
+    settings_factory: Callable[..., Settings], own_pg_url: str
 ) -> None:
-    settings = settings_factory(database_url=pg_url)
+    settings = settings_factory(database_url=own_pg_url)
     (settings.workspace_root / "demo").mkdir(parents=True)
     async with serve(settings) as running:
         await _refuses_bad_bodies(running)
@@ -164,9 +164,9 @@ async def test_paths_and_queries_of_valid_utf8_pass_the_edge(
 
 @pytest.mark.postgres
 async def test_paths_and_queries_with_nul_are_422_on_postgres(
-    settings_factory: Callable[..., Settings], pg_url: str
+    settings_factory: Callable[..., Settings], own_pg_url: str
 ) -> None:
-    settings = settings_factory(database_url=pg_url)
+    settings = settings_factory(database_url=own_pg_url)
     (settings.workspace_root / "demo").mkdir(parents=True)
     async with serve(settings) as running:
         for path in ("/commands/cmd_%00", "/keys/%00", "/audit?action=%00", "/audit?key_id=%00",
