@@ -3,6 +3,8 @@
 UV_VERSION := 0.13.9
 # the real Claude Code CLI the tests run (offline, against tests/claude_api.py)
 CLAUDE_CLI_VERSION := 2.1.197
+# parallel test workers (pytest-xdist); each worker has its own PostgreSQL database
+TEST_WORKERS ?= 3
 PYTHON ?= python3
 UV := .tools/bin/uv
 VENV := .venv/.synced
@@ -23,7 +25,7 @@ run: $(VENV)  ## start rdev on SQLite + local backend with a demo project
 test: $(VENV)  ## the whole test suite
 	@command -v npm >/dev/null && $(MAKE) --no-print-directory claude-cli || \
 		echo "npm not found: the real-Claude-CLI tests will skip (make claude-cli needs npm)"
-	.venv/bin/pytest
+	.venv/bin/pytest -n $(TEST_WORKERS)
 
 claude-cli: .tools/claude-cli/.v$(CLAUDE_CLI_VERSION)  ## the pinned Claude Code CLI, for the tests
 
