@@ -245,10 +245,12 @@ def _seq(event_id: str) -> int:
     return int(event_id.rsplit(":", 1)[1])
 
 
-async def _finished(rdev: Running, script: str = "echo a; echo b; echo c") -> tuple[str, int]:
+async def _finished(
+    rdev: Running, script: str = "echo a; echo b; echo c", status: str = "succeeded"
+) -> tuple[str, int]:
     """A finished command and the sequence number of its `complete` event."""
     cid = await _shell(rdev, script)
-    await wait_status(rdev.admin, cid, "succeeded")
+    await wait_status(rdev.admin, cid, status)
     events = await read_sse(rdev.admin, f"/commands/{cid}/events")
     last_numbered = max(_seq(e.id) for e in events if e.id and not e.id.endswith(":final"))
     return cid, last_numbered + 1
@@ -325,8 +327,7 @@ async def test_an_event_source_stops_after_complete(fast: Running) -> None:
 async def test_a_finished_command_whose_events_were_pruned_still_ends_with_complete(
     fast: Running,
 ) -> None:
-    cid, _ = await _finished(fast, "exit 3")
-    await wait_status(fast.admin, cid, "failed")
+    cid, _ = await _finished(fast, "exit 3", "failed")
     await fast.app.store.events.prune(datetime.now(UTC) + timedelta(days=1))
     assert await fast.app.store.events.last_seq(cid) == 0
     for headers in ({}, {"Last-Event-ID": f"{cid}:2"}):
@@ -334,7 +335,9 @@ async def test_a_finished_command_whose_events_were_pruned_still_ends_with_compl
         assert [e.event for e in events] == ["connected", "complete"]
         assert events[-1].id == f"{cid}:final"
         assert events[-1].data["status"] == "failed" and events[-1].data["exit_code"] == 3
-    resp = await fast.admin.get(f"/commands/{cid}/events", headers={"Last-Event-ID": f"{cid}:final"})
+    resp = await fast.admin.get(
+        f"/commands/{cid}/events", headers={"Last-Event-ID": f"{cid}:final"}
+    )
     assert resp.status_code == 204
 
 
