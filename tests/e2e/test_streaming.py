@@ -7,8 +7,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
