@@ -124,7 +124,9 @@ async def test_a_replay_of_an_accepted_command_is_not_refused_by_a_full_queue(
         same = {"Idempotency-Key": "once"}
         posts = await asyncio.gather(
             *(
-                rdev_.admin.post(f"/projects/{project}/shell", json={"argv": ["true"]}, headers=same)
+                rdev_.admin.post(
+                    f"/projects/{project}/shell", json={"argv": ["true"]}, headers=same
+                )
                 for _ in range(10)
             )
         )
