@@ -20,7 +20,18 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import BindParameter
 
@@ -114,22 +125,28 @@ _AHEAD = select(func.count()).where(
 _RUNNING_COUNTS = (
     select(c.project_id, func.count()).where(c.status == _RUNNING).group_by(c.project_id)
 )
-# Each project's first `b_per_project` queued commands, projects at their limit left out; the
-# claim takes from these in queue order. Reading per project, not the first N rows overall,
-# is what lets a project with a free slot start behind any number queued elsewhere.
-_ranked = (
-    select(
-        commands,
-        func.row_number().over(partition_by=c.project_id, order_by=_QUEUE_ORDER).label("rn"),
+
+
+def _candidates(*, exclude: bool) -> Select[Any]:
+    """Each project's first `b_per_project` queued commands, in queue order: the claim takes
+    from these. Reading per project, not the first N rows overall, is what lets a project with
+    a free slot start behind any number queued elsewhere. `exclude`: leave out the projects in
+    `b_full` (at their limit: as many as there are running commands at most), so their queues
+    are not even sorted."""
+    where = [c.status == _QUEUED]
+    if exclude:
+        where.append(c.project_id.not_in(bindparam("b_full", expanding=True)))
+    rn = func.row_number().over(partition_by=c.project_id, order_by=_QUEUE_ORDER)
+    ranked = select(commands, rn.label("rn")).where(*where).subquery()
+    return (
+        select(ranked)
+        .where(ranked.c.rn <= bindparam("b_per_project"))
+        .order_by(ranked.c.priority_rank, ranked.c.created_at, ranked.c.id)
     )
-    .where(c.status == _QUEUED, c.project_id.not_in(bindparam("b_full", expanding=True)))
-    .subquery()
-)
-_CANDIDATES_Q = (
-    select(_ranked)
-    .where(_ranked.c.rn <= bindparam("b_per_project"))
-    .order_by(_ranked.c.priority_rank, _ranked.c.created_at, _ranked.c.id)
-)
+
+
+_CANDIDATES_ALL = _candidates(exclude=False)
+_CANDIDATES_EXCLUDING = _candidates(exclude=True)
 _PROJECT_LOCK = text("SELECT pg_advisory_xact_lock(CAST(:b_ns AS integer), hashtext(:b_project))")
 _LATEST = select(func.max(c.created_at)).where(c.project_id == bindparam("b_project"))
 _IDEMPOTENT = select(commands).where(
@@ -246,14 +263,13 @@ class SqlCommandStore:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
             running = Counter({pid: int(n) for pid, n in conn.execute(_RUNNING_COUNTS)})
             full = [pid for pid, n in running.items() if _at_limit(project_limit(pid), n)]
+            query = _CANDIDATES_EXCLUDING if full else _CANDIDATES_ALL
             chosen: list[Command] = []
-            params = {"b_full": full, "b_per_project": slots}
-            for row in conn.execute(_CANDIDATES_Q, params):
-                cmd = _row_to_command(row)
-                if _at_limit(project_limit(cmd.project_id), running[cmd.project_id]):
+            for row in conn.execute(query, {"b_full": full, "b_per_project": slots}):
+                if _at_limit(project_limit(row.project_id), running[row.project_id]):
                     continue
-                running[cmd.project_id] += 1
-                chosen.append(cmd)
+                running[row.project_id] += 1
+                chosen.append(_row_to_command(row))
                 if len(chosen) == slots:
                     break
             if chosen:
