@@ -142,10 +142,30 @@ class Finish:
     truncated: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    command: Command  # as stored: see CommandStore.enqueue for its created_at
+    position: int | None  # its 1-based place in the project's queue as it joined
+    event: Event | None  # its first event, as stored
+    created: bool  # False: the idempotency key was used already, and `command` is that one
+
+
 class CommandStore(Protocol):
     async def add(self, command: Command, first_event: Event) -> Command:
-        """Insert a queued command with its first event. With an idempotency key already used by
-        the same key id, return the existing command instead."""
+        """Insert a queued command with its first event, without the queue's checks (seeding
+        and tests; submissions use `enqueue`). With an idempotency key already used by the
+        same key id, return the existing command instead."""
+        ...
+
+    async def enqueue(
+        self, command: Command, first_event: Callable[[int], Event], *, max_queue: int
+    ) -> Enqueued:
+        """Queue a command in one atomic step per project, across replicas: with its key id's
+        idempotency key used already, answer that command; with `max_queue` commands of the
+        project queued, raise QueueFull; else insert it with `first_event(position)`. Within a
+        priority, commands join in the order they are enqueued (created_at is moved just past
+        the project's latest when the clock says otherwise), so the positions handed out are
+        distinct and claims follow them."""
         ...
 
     async def get(self, command_id: str) -> Command | None: ...
@@ -212,6 +232,11 @@ class EventLog(Protocol):
         ...
 
     async def last_seq(self, command_id: str) -> int: ...
+
+    async def last_event(self, command_id: str) -> Event | None:
+        """The command's last event (`encoded` set, `data` empty); None when its log is empty
+        (the first event is written with the command, so only a pruned log is)."""
+        ...
 
     def read_output(self, command_id: str) -> AsyncIterator[str]: ...
 

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -261,3 +262,144 @@ async def test_every_event_of_both_streams_is_as_openapi_documents_it(fast: Runn
             ]
             off = [why for e in parsed if (why := off_event_schema(documented["itemSchema"], e))]
             assert off == [], (route, resume)
+
+
+# Where a resume may start: the policy is "an id the log cannot have produced is refused", so
+# every id is checked against the log itself (durable before published, so a reader that saw
+# an event on another replica never finds it missing here).
+
+STREAM_PATHS = ["/commands/{cid}/events", "/projects/demo/events?stream_id={cid}"]
+
+
+def _seq(event_id: str) -> int:
+    return int(event_id.rsplit(":", 1)[1])
+
+
+async def _finished(
+    rdev: Running, script: str = "echo a; echo b; echo c", status: str = "succeeded"
+) -> tuple[str, int]:
+    """A finished command and the sequence number of its `complete` event."""
+    cid = await _shell(rdev, script)
+    await wait_status(rdev.admin, cid, status)
+    events = await read_sse(rdev.admin, f"/commands/{cid}/events")
+    last_numbered = max(_seq(e.id) for e in events if e.id and not e.id.endswith(":final"))
+    return cid, last_numbered + 1
+
+
+async def _resume(rdev: Running, path: str, last_id: str, *, query: bool) -> httpx.Response:
+    if query:
+        sep = "&" if "?" in path else "?"
+        return await rdev.admin.get(f"{path}{sep}last_event_id={last_id}")
+    return await rdev.admin.get(path, headers={"Last-Event-ID": last_id})
+
+
+@pytest.mark.parametrize("query", [False, True], ids=["header", "query"])
+@pytest.mark.parametrize("path", STREAM_PATHS)
+async def test_resume_ahead_of_a_finished_commands_log_is_400(
+    fast: Running, path: str, query: bool
+) -> None:
+    cid, final_seq = await _finished(fast)
+    for ahead in (final_seq + 1, final_seq + 2, 9999, 10**12 - 1):
+        resp = await _resume(fast, path.format(cid=cid), f"{cid}:{ahead}", query=query)
+        assert resp.status_code == 400, (ahead, resp.text)
+        error = resp.json()["error"]
+        assert error["code"] == "INVALID_EVENT_ID"
+        assert error["details"]["last_seq"] == final_seq
+
+
+@pytest.mark.parametrize("query", [False, True], ids=["header", "query"])
+@pytest.mark.parametrize("path", STREAM_PATHS)
+async def test_resume_at_or_after_final_is_204_no_content(
+    fast: Running, path: str, query: bool
+) -> None:
+    cid, final_seq = await _finished(fast)
+    for last_id in (f"{cid}:final", f"{cid}:{final_seq}"):
+        resp = await _resume(fast, path.format(cid=cid), last_id, query=query)
+        assert resp.status_code == 204, (last_id, resp.text)
+        assert resp.content == b""
+
+
+@pytest.mark.parametrize("path", STREAM_PATHS)
+async def test_every_resume_point_of_a_finished_command_replays_the_rest_and_ends_with_complete(
+    fast: Running, path: str
+) -> None:
+    cid, final_seq = await _finished(fast)
+    for after in range(final_seq):
+        headers = {"Last-Event-ID": f"{cid}:{after}"} if after else {}
+        events = await read_sse(fast.admin, path.format(cid=cid), headers=headers)
+        assert events[0].event == "connected"
+        assert events[-1].event == "complete" and events[-1].id == f"{cid}:final"
+        numbered = [_seq(e.id) for e in events[1:-1] if e.id]
+        assert numbered == list(range(after + 1, final_seq)), after
+        assert not any(e.event == "heartbeat" for e in events)
+
+
+async def test_an_event_source_stops_after_complete(fast: Running) -> None:
+    """A browser's EventSource reconnects after any 200 stream ends and stops only on 204 (or
+    an error status). Emulated here: it must connect twice and stop, never loop."""
+    cid, _ = await _finished(fast)
+    last_id: str | None = None
+    connections = 0
+    while connections < 5:
+        connections += 1
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        async with fast.admin.stream("GET", f"/commands/{cid}/events", headers=headers) as resp:
+            if resp.status_code == 204:
+                break
+            assert resp.status_code == 200
+            async for line in resp.aiter_lines():
+                if line.startswith("id: "):
+                    last_id = line[4:]
+    assert connections == 2
+    assert last_id == f"{cid}:final"
+
+
+async def test_a_finished_command_whose_events_were_pruned_still_ends_with_complete(
+    fast: Running,
+) -> None:
+    cid, _ = await _finished(fast, "exit 3", "failed")
+    await fast.app.store.events.prune(datetime.now(UTC) + timedelta(days=1))
+    assert await fast.app.store.events.last_seq(cid) == 0
+    for headers in ({}, {"Last-Event-ID": f"{cid}:2"}):
+        events = await read_sse(fast.admin, f"/commands/{cid}/events", headers=headers)
+        assert [e.event for e in events] == ["connected", "complete"]
+        assert events[-1].id == f"{cid}:final"
+        assert events[-1].data["status"] == "failed" and events[-1].data["exit_code"] == 3
+    resp = await fast.admin.get(
+        f"/commands/{cid}/events", headers={"Last-Event-ID": f"{cid}:final"}
+    )
+    assert resp.status_code == 204
+
+
+async def _gated(rdev: Running, flag: str) -> str:
+    """A running command that has written `queued` (1) and `running` (2) and waits for `flag`."""
+    cid = await _shell(rdev, f"while [ ! -f {flag} ]; do sleep 0.02; done; echo released")
+    await wait_status(rdev.admin, cid, "running")
+    await eventually(lambda: _last_seq_is(rdev, cid, 2))
+    return cid
+
+
+async def _last_seq_is(rdev: Running, cid: str, seq: int) -> bool:
+    return await rdev.app.store.events.last_seq(cid) == seq
+
+
+@pytest.mark.parametrize("path", STREAM_PATHS)
+async def test_resume_ahead_of_a_running_commands_log_is_400_and_at_its_end_tails(
+    fast: Running, path: str
+) -> None:
+    cid = await _gated(fast, "go")
+    url = path.format(cid=cid)
+    for last_id in (f"{cid}:3", f"{cid}:50", f"{cid}:final"):
+        resp = await fast.admin.get(url, headers={"Last-Event-ID": last_id})
+        assert resp.status_code == 400, (last_id, resp.text)
+        assert resp.json()["error"]["code"] == "INVALID_EVENT_ID"
+    opened = asyncio.Event()
+    reader = asyncio.create_task(
+        read_sse(fast.admin, url, headers={"Last-Event-ID": f"{cid}:2"}, opened=opened)
+    )
+    await asyncio.wait_for(opened.wait(), 10)
+    (fast.workspace("demo") / "go").touch()
+    events = await asyncio.wait_for(reader, 15)
+    assert [e.data["line"] for e in events if e.event == "output"] == ["released"]
+    assert _seq(next(e.id for e in events if e.id)) == 3  # nothing before what it asked for
+    assert events[-1].event == "complete"

@@ -8,7 +8,12 @@ is catching up from the log it buffers nothing at all: it is only told to read a
 
 A log read that fails because the database is away does not end the stream: the reader waits a
 heartbeat (or until events are published again) and reads again, so an open stream survives an
-outage and delivers what was written meanwhile once the database is back."""
+outage and delivers what was written meanwhile once the database is back.
+
+Where a resumed stream may start is decided against the log (`StreamHub.resume`): an id the
+log cannot have produced is refused, and a client that has `complete` is told there is no more,
+so every stream either ends with `complete` or is refused, and none waits for events that will
+never come."""
 
 from __future__ import annotations
 
@@ -16,9 +21,12 @@ import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NoReturn
 
-from rdev.domain.errors import DatabaseUnavailable
-from rdev.domain.models import Event
+from rdev.domain.errors import DatabaseUnavailable, InvalidEventId
+from rdev.domain.lifecycle import is_terminal
+from rdev.domain.models import Command, Event, EventType
 from rdev.ports import Bus, EventLog
 
 EVENTS_TOPIC = "events"
@@ -31,6 +39,15 @@ class SlowConsumer(Exception):
 
 class HubClosed(Exception):
     """The replica is shutting down; readers should reconnect (to another replica)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a command's stream starts."""
+
+    after: int = 0  # replay the log after this sequence number, then tail
+    ended: bool = False  # the client already has `complete`: there is nothing to send
+    final: Event | None = None  # the log was pruned: this `complete` is all that is left
 
 
 class Alarms:
@@ -216,6 +233,27 @@ class StreamHub:
             for sub in subs:
                 sub.wake()
 
+    async def resume(self, command: Command, after: int | None) -> Resume:
+        """Check a resume point against the log. `after` is the sequence number the client has
+        (None: it has `complete`). Events are durable before they are published, so an event
+        any reader on any replica has seen is in the log: a point past the log's last event
+        was never sent and is refused, whether the command runs or has finished. The decision
+        reads the log's last event, not the command's status, so a command finishing meanwhile
+        cannot leave a stream waiting after its `complete`."""
+        if after == 0 and not is_terminal(command.status):
+            return Resume()  # a fresh stream of a live command: nothing to check
+        last = await self.log.last_event(command.id)
+        if last is None:  # a pruned log: only the command's row is left
+            if not is_terminal(command.status):
+                return Resume() if after == 0 else _ahead(after, 0)
+            return Resume(ended=True) if after is None else Resume(final=_complete(command))
+        done = last.type is EventType.COMPLETE
+        if after is None:
+            return Resume(ended=True) if done else _ahead(after, last.seq)
+        if after > last.seq:
+            _ahead(after, last.seq)
+        return Resume(ended=True) if done and after == last.seq else Resume(after=after)
+
     def subscribe(self, command_id: str, *, after: int) -> Subscription:
         sub = Subscription(self, command_id, after, self._buffer_events)
         self._subs[command_id].add(sub)
@@ -240,3 +278,20 @@ class StreamHub:
             return
         for sub in self._subs.get(command_id, ()):
             sub.poke()
+
+
+def _ahead(after: int | None, last_seq: int) -> NoReturn:
+    raise InvalidEventId(
+        "Last-Event-ID is ahead of this stream's events",
+        details={"after": "final" if after is None else after, "last_seq": last_seq},
+    )
+
+
+def _complete(command: Command) -> Event:
+    """The `complete` event of a finished command whose log is gone, from its row."""
+    data = {
+        "status": command.status.value,
+        "exit_code": command.exit_code,
+        "duration_ms": command.duration_ms or 0,
+    }
+    return Event(command.id, 0, EventType.COMPLETE, data)

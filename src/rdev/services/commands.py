@@ -20,7 +20,6 @@ from rdev.domain.errors import (
     IdempotencyConflict,
     InvalidInput,
     NotFound,
-    QueueFull,
     ShuttingDown,
 )
 from rdev.domain.lifecycle import is_terminal, terminal_events
@@ -143,8 +142,6 @@ class CommandService:
                 f"timeout_seconds may be at most {self._max_timeout}",
                 details={"field": "timeout_seconds"},
             )
-        if await self._store.count_queued(sub.project_id) >= self._max_queue:
-            raise QueueFull(f"project {sub.project_id} has {self._max_queue} commands queued")
         cmd = Command(
             id=new_command_id(),
             project_id=sub.project_id,
@@ -161,12 +158,18 @@ class CommandService:
             request_hash=request_hash,
             on_output_limit=sub.on_output_limit,
         )
-        position = await self._store.queue_position(cmd)  # computed before it joins the queue
-        first = Event(cmd.id, 1, EventType.STATUS, {"status": "queued", "queue_position": position})
-        stored = await self._store.add(cmd, first)
-        if stored.id != cmd.id:  # lost an idempotency race to an identical request
-            return await self._replay(stored, request_hash)
-        await self._hub.publish([first])
+        # the cap, the position and the insert are one atomic step in the store (QueueFull)
+        queued = await self._store.enqueue(
+            cmd,
+            lambda position: Event(
+                cmd.id, 1, EventType.STATUS, {"status": "queued", "queue_position": position}
+            ),
+            max_queue=self._max_queue,
+        )
+        if not queued.created or queued.event is None:  # an identical request came first
+            return await self._replay(queued.command, request_hash)
+        cmd = queued.command
+        await self._hub.publish([queued.event])
         await self._dispatcher.notify_queue()
         await self._audit.record(
             "command.submit",
@@ -176,7 +179,7 @@ class CommandService:
             kind=cmd.kind.value,
             argv=_audit_argv(cmd),
         )
-        return Submitted(cmd, position, created=True)
+        return Submitted(cmd, queued.position, created=True)
 
     async def _replay(self, existing: Command, request_hash: str) -> Submitted:
         if existing.request_hash != request_hash:

@@ -121,7 +121,8 @@ class SseResponse(Response):
         self, greeting: str, *, hub: StreamHub, command_id: str, after: int | None,
         heartbeat: float, release: Callable[[], None] | None = None, status_code: int = 200,
     ) -> None:  # fmt: skip
-        """`after`: the sequence number to resume after; None sends the greeting alone.
+        """`after`: the sequence number to resume after; None: the greeting is the whole stream
+        (it may then hold a `complete` built from the command's row: see StreamHub.resume).
         `release` is called once the stream has ended, however it ends (its capacity slot).
         (`status_code` with its default is what FastAPI reads to document the response.)"""
         self.status_code = status_code
@@ -147,7 +148,7 @@ class SseResponse(Response):
         )
         await _write(send, self._greeting, more=self._after is not None)
         if self._after is None:
-            return  # the client already has `complete`: the greeting is all
+            return  # the greeting is the whole stream
         self._greeting = ""  # sent; not held for the life of the stream
         loop = asyncio.get_running_loop()
         probe_at = loop.time() + self._heartbeat

@@ -1,8 +1,15 @@
 """Commands and the shared queue in SQL.
 
-Claims are serialised: a PostgreSQL advisory transaction lock across replicas; on SQLite (one
-replica) writes already run one at a time (see db.SqliteDatabase). Inside the lock the running
-counts per project are exact, so project limits hold however many replicas claim at once."""
+Both ends of the queue are serialised. Enqueueing takes a PostgreSQL advisory transaction lock
+on the project: the idempotency check, the cap, the position and the insert are one step, so
+the cap holds and positions are distinct however many replicas accept submissions. Claims take
+one advisory lock across replicas: inside it the running counts per project are exact, so
+project limits hold however many replicas claim at once. On SQLite (one replica) every write
+is already one `BEGIN IMMEDIATE` transaction run to its end without yielding (see
+db.SqliteDatabase), which serialises both.
+
+A claim reads, per project, only its first `slots` queued commands (a window function), so a
+project with a free slot is seen however many commands other projects have queued."""
 
 from __future__ import annotations
 
@@ -10,17 +17,28 @@ import base64
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import BindParameter
 
-from rdev.adapters.sql.db import CLAIM_LOCK, Database, utc
+from rdev.adapters.sql.db import CLAIM_LOCK, QUEUE_LOCK, Database, utc
 from rdev.adapters.sql.events import insert_events
 from rdev.adapters.sql.tables import commands
-from rdev.domain.errors import InvalidInput
+from rdev.domain.errors import InvalidInput, QueueFull
 from rdev.domain.models import (
     ClaudeResult,
     Command,
@@ -31,10 +49,10 @@ from rdev.domain.models import (
     Page,
     Priority,
 )
-from rdev.ports import CommandFilter, Finish
+from rdev.ports import CommandFilter, Enqueued, Finish
 
-_CANDIDATES = 500
 c = commands.c
+_TICK = timedelta(microseconds=1)  # the finest step both databases store
 
 
 def _row_to_command(row: Any) -> Command:
@@ -109,8 +127,32 @@ _AHEAD = select(func.count()).where(
 _RUNNING_COUNTS = (
     select(c.project_id, func.count()).where(c.status == _RUNNING).group_by(c.project_id)
 )
-_CANDIDATES_Q = (
-    select(commands).where(c.status == _QUEUED).order_by(*_QUEUE_ORDER).limit(_CANDIDATES)
+
+
+def _candidates(*, exclude: bool) -> Select[Any]:
+    """Each project's first `b_per_project` queued commands, in queue order: the claim takes
+    from these. Reading per project, not the first N rows overall, is what lets a project with
+    a free slot start behind any number queued elsewhere. `exclude`: leave out the projects in
+    `b_full` (at their limit: as many as there are running commands at most), so their queues
+    are not even sorted."""
+    where = [c.status == _QUEUED]
+    if exclude:
+        where.append(c.project_id.not_in(bindparam("b_full", expanding=True)))
+    rn = func.row_number().over(partition_by=c.project_id, order_by=_QUEUE_ORDER)
+    ranked = select(commands, rn.label("rn")).where(*where).subquery()
+    return (
+        select(ranked)
+        .where(ranked.c.rn <= bindparam("b_per_project"))
+        .order_by(ranked.c.priority_rank, ranked.c.created_at, ranked.c.id)
+    )
+
+
+_CANDIDATES_ALL = _candidates(exclude=False)
+_CANDIDATES_EXCLUDING = _candidates(exclude=True)
+_PROJECT_LOCK = text("SELECT pg_advisory_xact_lock(CAST(:b_ns AS integer), hashtext(:b_project))")
+_LATEST = select(func.max(c.created_at)).where(c.project_id == bindparam("b_project"))
+_IDEMPOTENT = select(commands).where(
+    c.key_id == bindparam("b_key"), c.idempotency_key == bindparam("b_idem")
 )
 _START = update(commands).where(c.id.in_(bindparam("b_ids", expanding=True)))
 _FINISH = update(commands).where(c.id == bindparam("b_id"), c.status == _RUNNING)
@@ -121,26 +163,7 @@ class SqlCommandStore:
         self._db = db
 
     async def add(self, command: Command, first_event: Event) -> Command:
-        values = {
-            "id": command.id,
-            "project_id": command.project_id,
-            "kind": command.kind.value,
-            "argv": list(command.argv),
-            "status": command.status.value,
-            "priority": command.priority.value,
-            "priority_rank": command.priority.rank,
-            "created_at": command.created_at,
-            "timeout_seconds": command.timeout_seconds,
-            "key_id": command.key_id,
-            "cwd": command.cwd,
-            "env": command.env,
-            "idempotency_key": command.idempotency_key,
-            "request_hash": command.request_hash,
-            "cancel_requested": False,
-            "output_bytes": 0,
-            "truncated": False,
-            "on_output_limit": command.on_output_limit.value,
-        }
+        values = _values(command)
 
         def add(conn: Connection) -> None:
             conn.execute(_INSERT, values)
@@ -155,6 +178,39 @@ class SqlCommandStore:
                     return existing
             raise
         return command
+
+    async def enqueue(
+        self, command: Command, first_event: Callable[[int], Event], *, max_queue: int
+    ) -> Enqueued:
+        sqlite = self._db.is_sqlite
+
+        def enqueue(conn: Connection) -> Enqueued:
+            if not sqlite:
+                conn.execute(_PROJECT_LOCK, {"b_ns": QUEUE_LOCK, "b_project": command.project_id})
+            if command.key_id and command.idempotency_key:
+                params = {"b_key": command.key_id, "b_idem": command.idempotency_key}
+                existing = _first(conn.execute(_IDEMPOTENT, params))
+                if existing is not None:
+                    return Enqueued(existing, None, None, created=False)
+            project = {"b_project": command.project_id}
+            if int(conn.execute(_COUNT_QUEUED, project).scalar_one()) >= max_queue:
+                raise QueueFull(f"project {command.project_id} has {max_queue} commands queued")
+            cmd = _after_latest(command, utc(conn.execute(_LATEST, project).scalar()))
+            position = int(conn.execute(_AHEAD, _ahead_params(cmd)).scalar_one()) + 1
+            event = first_event(position)
+            conn.execute(_INSERT, _values(cmd))
+            insert_events(conn, [event])
+            return Enqueued(cmd, position, event, created=True)
+
+        try:
+            return await self._db.write(enqueue)
+        except IntegrityError:
+            # the same idempotency key for another project at the same moment: another lock
+            if command.key_id and command.idempotency_key:
+                existing = await self.find_idempotent(command.key_id, command.idempotency_key)
+                if existing is not None:
+                    return Enqueued(existing, None, None, created=False)
+            raise
 
     async def get(self, command_id: str) -> Command | None:
         return await self._db.read(lambda conn: _first(conn.execute(_BY_ID, {"b_id": command_id})))
@@ -188,12 +244,7 @@ class SqlCommandStore:
         command about to be queued: everything already there of its rank or higher is ahead)."""
         if command.status is not CommandStatus.QUEUED:
             return None
-        params = {
-            "b_project": command.project_id,
-            "b_rank": command.priority.rank,
-            "b_created": command.created_at,
-            "b_id": command.id,
-        }
+        params = _ahead_params(command)
         return await self._db.read(lambda conn: int(conn.execute(_AHEAD, params).scalar_one()) + 1)
 
     async def claim(
@@ -213,14 +264,14 @@ class SqlCommandStore:
             if not sqlite:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
             running = Counter({pid: int(n) for pid, n in conn.execute(_RUNNING_COUNTS)})
+            full = [pid for pid, n in running.items() if _at_limit(project_limit(pid), n)]
+            query = _CANDIDATES_EXCLUDING if full else _CANDIDATES_ALL
             chosen: list[Command] = []
-            for row in conn.execute(_CANDIDATES_Q):
-                cmd = _row_to_command(row)
-                limit = project_limit(cmd.project_id)
-                if limit is None or running[cmd.project_id] >= limit:
+            for row in conn.execute(query, {"b_full": full, "b_per_project": slots}):
+                if _at_limit(project_limit(row.project_id), running[row.project_id]):
                     continue
-                running[cmd.project_id] += 1
-                chosen.append(cmd)
+                running[row.project_id] += 1
+                chosen.append(_row_to_command(row))
                 if len(chosen) == slots:
                     break
             if chosen:
@@ -340,6 +391,50 @@ class SqlCommandStore:
             .limit(1)
         )
         return await self._db.read(lambda conn: conn.execute(q).first() is not None)
+
+
+def _values(command: Command) -> dict[str, Any]:
+    return {
+        "id": command.id,
+        "project_id": command.project_id,
+        "kind": command.kind.value,
+        "argv": list(command.argv),
+        "status": command.status.value,
+        "priority": command.priority.value,
+        "priority_rank": command.priority.rank,
+        "created_at": command.created_at,
+        "timeout_seconds": command.timeout_seconds,
+        "key_id": command.key_id,
+        "cwd": command.cwd,
+        "env": command.env,
+        "idempotency_key": command.idempotency_key,
+        "request_hash": command.request_hash,
+        "cancel_requested": False,
+        "output_bytes": 0,
+        "truncated": False,
+        "on_output_limit": command.on_output_limit.value,
+    }
+
+
+def _ahead_params(command: Command) -> dict[str, Any]:
+    return {
+        "b_project": command.project_id,
+        "b_rank": command.priority.rank,
+        "b_created": command.created_at,
+        "b_id": command.id,
+    }
+
+
+def _after_latest(command: Command, latest: datetime | None) -> Command:
+    """The command stamped after every command of its project: arrival order is then the order
+    of acceptance, even when clocks (of this replica, or of two) disagree."""
+    if latest is None or command.created_at > latest:
+        return command
+    return replace(command, created_at=latest + _TICK)
+
+
+def _at_limit(limit: int | None, running: int) -> bool:
+    return limit is None or running >= limit
 
 
 def _first(result: Any) -> Command | None:

@@ -36,6 +36,7 @@ from rdev.domain.errors import DatabaseUnavailable
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7_270_001  # pg advisory lock id: one replica migrates at a time
 CLAIM_LOCK = 7_270_002  # pg advisory lock id: queue claims are serialised across replicas
+QUEUE_LOCK = 7_270_003  # pg advisory lock class (with the project's hash): one enqueue at a time
 _BUSY_TIMEOUT_MS = 30_000  # how long a worker thread waits for another process's lock
 _CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints while writes go on
 _CONNECT_TIMEOUT = 5  # seconds: an unreachable server is an outage, not a hung request

@@ -34,6 +34,12 @@ def _body(batch: Sequence[Event]) -> str:
 
 
 _INSERT = insert(events)
+_LAST_ROW = (
+    select(events.c.seq_end, events.c.body)
+    .where(events.c.command_id == bindparam("b_command"))
+    .order_by(events.c.seq_start.desc())
+    .limit(1)
+)
 _PAGE = (
     select(events.c.seq_start, events.c.body)
     .where(events.c.command_id == bindparam("b_command"), events.c.seq_end > bindparam("b_after"))
@@ -120,6 +126,16 @@ class SqlEventLog:
     async def last_seq(self, command_id: str) -> int:
         q = select(func.max(events.c.seq_end)).where(events.c.command_id == command_id)
         return await self._db.read(lambda conn: int(conn.execute(q).scalar() or 0))
+
+    async def last_event(self, command_id: str) -> Event | None:
+        def last(conn: Connection) -> Event | None:
+            row = conn.execute(_LAST_ROW, {"b_command": command_id}).first()
+            if row is None:
+                return None
+            type_, _, raw = row.body.rpartition("\n")[2].partition("\t")
+            return Event(command_id, row.seq_end, _TYPES[type_], {}, raw)
+
+        return await self._db.read(last)
 
     async def read_output(self, command_id: str) -> AsyncIterator[str]:
         """The command's output text in order (lines with their newlines restored), with one

@@ -1,12 +1,17 @@
 """SSE streams of a command's events: `GET /commands/{id}/events` and the seed's
-`GET /projects/{id}/events?stream_id=`."""
+`GET /projects/{id}/events?stream_id=`.
+
+A resume is checked against the log before the stream opens (`StreamHub.resume`): an id past
+the log is 400 INVALID_EVENT_ID, and a client that already has `complete` gets 204 No Content,
+which is what makes a browser's EventSource stop reconnecting."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Send
 from starlette.types import Scope as AsgiScope
@@ -29,31 +34,39 @@ LastEventIdQuery = Annotated[str | None, Query(max_length=200)]
 # declarations below document the same endpoints in OpenAPI and share the code.
 
 
-async def _command_stream(request: Request, svc: HttpServices, command_id: str) -> sse.SseResponse:
+async def _command_stream(request: Request, svc: HttpServices, command_id: str) -> Response:
     caller = await caller_for(request, svc, Scope.COMMANDS_READ)
     cmd = await svc.commands.get(caller.key, command_id)
-    return _respond(svc, cmd, request, caller.key.id)
+    return await _respond(svc, cmd, request, caller.key.id)
 
 
 async def _project_stream(
     request: Request, svc: HttpServices, project_id: str, stream_id: str | None
-) -> sse.SseResponse:
+) -> Response:
     caller = await caller_for(request, svc, Scope.COMMANDS_READ)
     if not stream_id:
         raise InvalidInput("stream_id is required", details={"field": "stream_id"})
     cmd = await svc.commands.get(caller.key, stream_id[:100])
     if cmd.project_id != project_id:
         raise NotFound(f"stream {stream_id} not found")
-    return _respond(svc, cmd, request, caller.key.id)
+    return await _respond(svc, cmd, request, caller.key.id)
 
 
-def _respond(svc: HttpServices, cmd: Command, request: Request, key_id: str) -> sse.SseResponse:
+async def _respond(svc: HttpServices, cmd: Command, request: Request, key_id: str) -> Response:
     given = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    after = sse.parse_last_event_id(given[:200] if given else None, cmd.id)
+    start = await svc.streams.resume(
+        cmd, sse.parse_last_event_id(given[:200] if given else None, cmd.id)
+    )
+    if start.ended:
+        return Response(status_code=204, headers={"Cache-Control": "no-cache"})
     greeting = f"retry: {sse.RETRY_MS}\n" + sse.bare(
         EventType.CONNECTED,
         {"project": cmd.project_id, "stream_id": cmd.id, "status": cmd.status.value},
     )
+    after: int | None = start.after
+    if start.final is not None:
+        greeting += sse.frame(start.final)
+        after = None  # the greeting and that `complete` are the whole stream
     # a stream that will tail holds a slot of its key's and of the replica's until it ends
     release = svc.stream_slots.acquire(key_id) if after is not None else None
     return sse.SseResponse(
@@ -62,12 +75,12 @@ def _respond(svc: HttpServices, cmd: Command, request: Request, key_id: str) -> 
     )  # fmt: skip
 
 
-async def _open_command_stream(request: Request) -> sse.SseResponse:
+async def _open_command_stream(request: Request) -> Response:
     svc: HttpServices = request.app.state.services
     return await _command_stream(request, svc, request.path_params["command_id"])
 
 
-async def _open_project_stream(request: Request) -> sse.SseResponse:
+async def _open_project_stream(request: Request) -> Response:
     svc: HttpServices = request.app.state.services
     stream_id = request.query_params.get("stream_id")
     return await _project_stream(request, svc, request.path_params["project_id"], stream_id)
@@ -76,7 +89,7 @@ async def _open_project_stream(request: Request) -> sse.SseResponse:
 class _Lean:
     """A stream endpoint as a bare ASGI app; its request lives only while the stream opens."""
 
-    def __init__(self, open_stream: Callable[[Request], Awaitable[sse.SseResponse]]) -> None:
+    def __init__(self, open_stream: Callable[[Request], Awaitable[Response]]) -> None:
         self._open = open_stream
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
@@ -90,26 +103,32 @@ lean_routes = [
 ]
 
 
+_RESUME_RESPONSES: dict[int | str, dict[str, Any]] = {
+    204: {"description": "The client already has `complete` (Last-Event-ID at `C:final`)"},
+    400: {"description": "Last-Event-ID malformed, of another stream, or ahead of its events"},
+}
+
+
 @router.get(
     "/commands/{command_id}/events", operation_id="command_events",
-    response_class=sse.SseResponse, responses=EVENTS,
+    response_class=sse.SseResponse, responses=EVENTS | _RESUME_RESPONSES,
 )  # fmt: skip
 async def command_events(
     command_id: str, request: Request, caller: CommandsRead, svc: Services,
     last_event_id_header: LastEventIdHeader = None, last_event_id: LastEventIdQuery = None,
-) -> sse.SseResponse:  # fmt: skip
+) -> Response:  # fmt: skip
     """A command's events as Server-Sent Events; resume with Last-Event-ID."""
     return await _command_stream(request, svc, command_id)
 
 
 @router.get(
     "/projects/{project_id}/events", operation_id="project_events",
-    response_class=sse.SseResponse, responses=EVENTS,
+    response_class=sse.SseResponse, responses=EVENTS | _RESUME_RESPONSES,
 )  # fmt: skip
 async def project_events(
     project_id: str, request: Request, caller: CommandsRead, svc: Services,
     stream_id: Annotated[str, Query(max_length=100)],
     last_event_id_header: LastEventIdHeader = None, last_event_id: LastEventIdQuery = None,
-) -> sse.SseResponse:  # fmt: skip
+) -> Response:  # fmt: skip
     """The seed's form of the same stream."""
     return await _project_stream(request, svc, project_id, stream_id)

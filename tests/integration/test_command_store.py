@@ -1,0 +1,213 @@
+"""The SQL command store's queue on SQLite and PostgreSQL: the cap and positions assigned in one
+atomic step, the idempotency race, and claims that give every project with a free slot its
+turn however many commands other projects have queued."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from rdev.bootstrap import Store, build_store
+from rdev.config import Settings
+from rdev.domain.errors import QueueFull
+from rdev.domain.models import Command, CommandKind, CommandStatus, Event, EventType, Priority
+
+T0 = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+_ids = itertools.count(1)
+
+
+def make_command(
+    project: str = "p",
+    *,
+    at: datetime = T0,
+    priority: Priority = Priority.NORMAL,
+    key_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> Command:
+    return Command(
+        id=f"cmd_{next(_ids):024d}",
+        project_id=project,
+        kind=CommandKind.SHELL,
+        argv=("true",),
+        status=CommandStatus.QUEUED,
+        priority=priority,
+        created_at=at,
+        timeout_seconds=60,
+        key_id=key_id,
+        idempotency_key=idempotency_key,
+        request_hash="h" if idempotency_key else None,
+    )
+
+
+def first_event_of(cmd: Command):  # type: ignore[no-untyped-def]
+    return lambda position: Event(
+        cmd.id, 1, EventType.STATUS, {"status": "queued", "queue_position": position}
+    )
+
+
+async def enqueue(store: Store, cmd: Command, max_queue: int = 100):  # type: ignore[no-untyped-def]
+    return await store.commands.enqueue(cmd, first_event_of(cmd), max_queue=max_queue)
+
+
+async def seed(store: Store, cmd: Command) -> None:
+    await store.commands.add(cmd, first_event_of(cmd)(None))
+
+
+async def claim(store: Store, slots: int, limits: dict[str, int], owner: str = "r1") -> list[str]:
+    claimed = await store.commands.claim(
+        owner=owner, lease_until=T0 + timedelta(hours=1), now=T0, slots=slots,
+        project_limit=lambda p: limits.get(p, 0),
+    )  # fmt: skip
+    return [c.id for c in claimed]
+
+
+# the cap and positions
+
+
+async def test_the_cap_holds_under_fifty_concurrent_enqueues(store: Store) -> None:
+    commands = [make_command(at=T0 + timedelta(microseconds=50 - i)) for i in range(50)]
+    results = await asyncio.gather(
+        *(enqueue(store, c, max_queue=10) for c in commands), return_exceptions=True
+    )
+    assert Counter(type(r).__name__ for r in results) == {"Enqueued": 10, "QueueFull": 40}
+    accepted = [r for r in results if not isinstance(r, BaseException)]
+    assert sorted(r.position for r in accepted) == list(range(1, 11))
+    assert await store.commands.count_queued("p") == 10
+    by_position = [r.command.id for r in sorted(accepted, key=lambda r: r.position)]
+    assert await claim(store, 10, {"p": 10}) == by_position  # claims follow the positions
+
+
+async def test_positions_are_distinct_even_when_the_clock_repeats_or_goes_back(
+    store: Store,
+) -> None:
+    stamps = [T0, T0, T0, T0 - timedelta(seconds=5), T0 + timedelta(microseconds=1)]
+    results = [await enqueue(store, make_command(at=at)) for at in stamps]
+    assert [r.position for r in results] == [1, 2, 3, 4, 5]
+    assert [r.event.data["queue_position"] for r in results] == [1, 2, 3, 4, 5]
+    created = [r.command.created_at for r in results]
+    assert created == sorted(created) and len(set(created)) == 5
+    for r in results:  # what was returned is what was stored
+        assert await store.commands.queue_position(r.command) == r.position
+    assert await claim(store, 5, {"p": 5}) == [r.command.id for r in results]
+
+
+async def test_higher_priority_joins_ahead_and_the_cap_counts_every_priority(
+    store: Store,
+) -> None:
+    normal = [await enqueue(store, make_command(), max_queue=4) for _ in range(2)]
+    low = await enqueue(store, make_command(priority=Priority.LOW), max_queue=4)
+    high = await enqueue(store, make_command(priority=Priority.HIGH), max_queue=4)
+    assert [r.position for r in normal] + [low.position, high.position] == [1, 2, 3, 1]
+    with pytest.raises(QueueFull):
+        await enqueue(store, make_command(priority=Priority.HIGH), max_queue=4)
+    other = await enqueue(store, make_command("q"), max_queue=4)  # caps are per project
+    assert other.position == 1
+    expected = [high.command.id, normal[0].command.id, normal[1].command.id, low.command.id]
+    assert await claim(store, 10, {"p": 10, "q": 0}) == expected
+
+
+async def test_claimed_and_cancelled_commands_free_their_place(store: Store) -> None:
+    first = [await enqueue(store, make_command(), max_queue=2) for _ in range(2)]
+    with pytest.raises(QueueFull):
+        await enqueue(store, make_command(), max_queue=2)
+    assert await claim(store, 1, {"p": 1}) == [first[0].command.id]
+    third = await enqueue(store, make_command(), max_queue=2)
+    assert third.position == 2
+    final = [Event(first[1].command.id, 2, EventType.COMPLETE, {"status": "cancelled"})]
+    assert await store.commands.cancel_queued(first[1].command.id, at=T0, final=final)
+    assert (await enqueue(store, make_command(), max_queue=2)).position == 2
+
+
+# the idempotency race
+
+
+async def test_concurrent_enqueues_with_one_idempotency_key_create_one_command(
+    store: Store,
+) -> None:
+    commands = [make_command(key_id="key000000001", idempotency_key="k1") for _ in range(20)]
+    results = await asyncio.gather(*(enqueue(store, c, max_queue=5) for c in commands))
+    assert sum(r.created for r in results) == 1
+    winner = next(r for r in results if r.created)
+    assert {r.command.id for r in results} == {winner.command.id}
+    assert all(r.event is None for r in results if not r.created)
+    assert await store.commands.count_queued("p") == 1
+
+
+async def test_an_idempotent_replay_is_answered_even_when_the_queue_is_full(store: Store) -> None:
+    mine = await enqueue(store, make_command(key_id="key000000001", idempotency_key="k1"), 2)
+    await enqueue(store, make_command(), max_queue=2)
+    again = await enqueue(store, make_command(key_id="key000000001", idempotency_key="k1"), 2)
+    assert (again.created, again.command.id) == (False, mine.command.id)
+    with pytest.raises(QueueFull):
+        await enqueue(store, make_command(key_id="key000000001", idempotency_key="k2"), 2)
+
+
+async def test_one_idempotency_key_used_for_two_projects_at_once_creates_one_command(
+    store: Store,
+) -> None:
+    """Two projects take two locks: the unique constraint settles it."""
+    commands = [
+        make_command(project, key_id="key000000001", idempotency_key="k1")
+        for project in ("a", "b") * 5
+    ]
+    results = await asyncio.gather(*(enqueue(store, c) for c in commands))
+    assert sum(r.created for r in results) == 1
+    assert len({r.command.id for r in results}) == 1
+
+
+# claims across projects
+
+
+async def test_a_project_below_its_limit_gets_its_turn_behind_a_thousand_queued_elsewhere(
+    store: Store,
+) -> None:
+    limits = {f"busy{i}": 1 for i in range(4)} | {"idle": 2}
+    for i in range(4):  # each busy project runs its one command ...
+        await seed(store, make_command(f"busy{i}", at=T0 - timedelta(hours=1)))
+    assert len(await claim(store, 4, limits)) == 4
+    for n in range(1000):  # ... and has 250 more waiting, all older than idle's
+        await seed(store, make_command(f"busy{n % 4}", at=T0 + timedelta(microseconds=n)))
+    late = make_command("idle", at=T0 + timedelta(hours=1), priority=Priority.LOW)
+    await seed(store, late)
+    assert await claim(store, 3, limits) == [late.id]
+    assert await claim(store, 3, limits) == []
+
+
+async def test_claims_take_priority_then_arrival_across_projects_within_each_limit(
+    store: Store,
+) -> None:
+    order = [
+        ("a", Priority.NORMAL, 0), ("a", Priority.NORMAL, 1), ("a", Priority.HIGH, 2),
+        ("b", Priority.LOW, 3), ("b", Priority.NORMAL, 4), ("c", Priority.NORMAL, 5),
+    ]  # fmt: skip
+    cmds = {}
+    for project, priority, n in order:
+        cmds[n] = make_command(project, at=T0 + timedelta(seconds=n), priority=priority)
+        await seed(store, cmds[n])
+    limits = {"a": 2, "b": 1, "c": 1}
+    got = await claim(store, 10, limits)
+    assert got == [cmds[2].id, cmds[0].id, cmds[4].id, cmds[5].id]
+    assert await claim(store, 10, limits) == []
+    assert await claim(store, 1, limits | {"b": 2}) == [cmds[3].id]
+
+
+async def test_two_stores_claiming_at_once_never_exceed_a_project_limit(db_url: str) -> None:
+    """Two replicas' stores on one database: the limit holds across them."""
+    stores = [build_store(Settings(database_url=db_url)) for _ in range(2)]
+    await stores[0].db.migrate()
+    try:
+        project = f"shared{next(_ids)}"
+        for n in range(30):
+            await seed(stores[0], make_command(project, at=T0 + timedelta(microseconds=n)))
+        rounds = await asyncio.gather(
+            *(claim(stores[i % 2], 3, {project: 4}, owner=f"r{i % 2}") for i in range(10))
+        )
+        assert sum(len(r) for r in rounds) == 4
+        assert len({cid for r in rounds for cid in r}) == 4
+    finally:
+        for s in stores:
+            await s.close()
