@@ -18,7 +18,7 @@ import pytest
 
 from rdev.config import Settings
 from tests.e2e.conftest import Launch
-from tests.support import Running, eventually, make_project, serve
+from tests.support import Running, eventually, make_project, serve, wait_status
 
 SettingsFactory = Callable[..., Settings]
 
@@ -89,9 +89,14 @@ async def test_a_key_holds_at_most_its_streams_and_gets_them_back_as_they_end(
         async with held_stream(other, paths[0]) as resp:
             assert resp.status_code == 200
         assert (await reader.get(f"/commands/{cid}")).status_code == 200
-        # a stream of a finished conversation (the client has `complete`) holds no slot
-        done = await reader.get(paths[0], headers={"Last-Event-ID": f"{cid}:final"})
-        assert done.status_code == 200
+        # a resume after `complete` is answered 204 and needs no slot
+        finished = await streams.admin.post("/projects/demo/shell", json={"argv": ["true"]})
+        fid = finished.json()["data"]["command_id"]
+        await wait_status(streams.admin, fid, "succeeded")
+        done = await reader.get(
+            f"/commands/{fid}/events", headers={"Last-Event-ID": f"{fid}:final"}
+        )
+        assert done.status_code == 204
     # the streams have ended: the slots come back (the server notices by its next heartbeat)
 
     async def can_stream() -> bool:
