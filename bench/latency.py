@@ -97,7 +97,7 @@ def _dist(values: list[float]) -> str:
 async def bench(args: argparse.Namespace) -> Result:
     runs: int = args.runs or (50 if args.quick else 200)
     print(f"latency: {runs} runs of `echo hi`, interleaved with direct spawns, {load_note()}")
-    async with server() as srv:
+    async with server(db=args.db) as srv:
         print("  " + srv.describe())
         client = srv.client()
         cwd = str(srv.workspaces / "demo")
