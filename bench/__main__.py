@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import auth_rate, fanout, idle_streams, latency, output_cap, throughput
+from bench import auth_rate, fanout, idle_streams, latency, output_cap, output_read, throughput
 from bench._common import DATABASES, Result
 
 BENCHMARKS: dict[str, Callable[[list[str] | None], Result]] = {
@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, Callable[[list[str] | None], Result]] = {
     "fanout": fanout.main,
     "auth_rate": auth_rate.main,
     "output_cap": output_cap.main,
+    "output_read": output_read.main,
 }
 
 
