@@ -17,7 +17,8 @@ from rdev.domain.models import Event, EventType
 from rdev.runtime.outputcap import gap_line
 
 _ROWS_PER_READ = 32
-_OUTPUT_PAGE = 5000
+_OUTPUT_PAGE = 5000  # events per read of GET /commands/{id}/output, and per chunk of its body
+_OUTPUT = EventType.OUTPUT
 _NAMES = {t: t.value for t in EventType}  # .value on an enum member is slow in hot loops
 _TYPES = {t.value: t for t in EventType}
 
@@ -36,7 +37,12 @@ def _body(batch: Sequence[Event]) -> str:
 _INSERT = insert(events)
 _PAGE = (
     select(events.c.seq_start, events.c.body)
-    .where(events.c.command_id == bindparam("b_command"), events.c.seq_end > bindparam("b_after"))
+    .where(
+        events.c.command_id == bindparam("b_command"),
+        events.c.seq_end > bindparam("b_after"),
+        # only the rows that hold the page's events: psycopg receives every row selected
+        events.c.seq_start <= bindparam("b_upto"),
+    )
     .order_by(events.c.seq_start)
     .limit(_ROWS_PER_READ)
 )
@@ -69,8 +75,9 @@ def _decode(
 
 def _read(conn: Connection, command_id: str, after: int, limit: int, parse: bool) -> list[Event]:
     out: list[Event] = []
+    upto = after + limit  # sequence numbers are gap-free: the page is (after, after + limit]
     while True:
-        result = conn.execute(_PAGE, {"b_command": command_id, "b_after": after})
+        result = conn.execute(_PAGE, {"b_command": command_id, "b_after": after, "b_upto": upto})
         rows = 0
         for row in result:  # rows are fetched as they are read: stop at the limit
             rows += 1
@@ -81,6 +88,32 @@ def _read(conn: Connection, command_id: str, after: int, limit: int, parse: bool
         if rows < _ROWS_PER_READ or not out:
             return out
         after = out[-1].seq
+
+
+def _output_text(page: Sequence[Event], partial: bool) -> tuple[str, bool]:
+    """The text of a page of undecoded events, and whether it ends inside a line. Each run of
+    output events is decoded by one json.loads of a JSON array of their stored text."""
+    parts: list[str] = []
+    run: list[str] = []
+    for e in page:
+        if e.type is _OUTPUT:
+            run.append(e.encoded or "{}")
+        elif e.type is EventType.TRUNCATED:
+            partial = _lines(run, parts, partial)
+            run = []
+            if marker := gap_line(json.loads(e.encoded or "{}")):
+                parts.append("\n" + marker if partial else marker)
+                partial = False
+    partial = _lines(run, parts, partial)
+    return "".join(parts), partial
+
+
+def _lines(raw: list[str], into: list[str], partial: bool) -> bool:
+    if not raw:
+        return partial
+    datas = json.loads("[" + ",".join(raw) + "]")
+    into += [d["line"] if d.get("partial") else d["line"] + "\n" for d in datas]
+    return bool(datas[-1].get("partial"))
 
 
 class SqlEventLog:
@@ -123,17 +156,14 @@ class SqlEventLog:
 
     async def read_output(self, command_id: str) -> AsyncIterator[str]:
         """The command's output text in order (lines with their newlines restored), with one
-        marker line where the output cap dropped some, page by page so memory stays flat."""
+        marker line where the output cap dropped some: one chunk per page of the log, so memory
+        stays flat and a response sends thousands of lines at a time, not one."""
         after = 0
         partial = False  # the last text yielded did not end its line
-        while page := await self.read(command_id, after=after, limit=_OUTPUT_PAGE):
-            for e in page:
-                if e.type is EventType.OUTPUT:
-                    partial = bool(e.data.get("partial"))
-                    yield e.data["line"] if partial else e.data["line"] + "\n"
-                elif e.type is EventType.TRUNCATED and (marker := gap_line(e.data)):
-                    yield "\n" + marker if partial else marker
-                    partial = False
+        while page := await self.read(command_id, after=after, limit=_OUTPUT_PAGE, decode=False):
+            text, partial = _output_text(page, partial)
+            if text:
+                yield text
             if len(page) < _OUTPUT_PAGE:
                 return
             after = page[-1].seq
