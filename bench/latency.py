@@ -78,7 +78,9 @@ async def own_spawn_once(cwd: str) -> float:
     from rdev.adapters.local.process import scrubbed_env, start_process
 
     t0 = time.perf_counter()
-    execution = await start_process(["echo", "hi"], cwd=cwd, env=scrubbed_env({}), stdin=None)
+    execution = await start_process(
+        ["echo", "hi"], cwd=cwd, env=scrubbed_env({}), stdin=None, marker="bench"
+    )
     first = b""
     async for chunk in execution.output():
         if not first:
