@@ -127,7 +127,7 @@ class SqlEventLog:
         if not batch:
             return
         try:
-            await self._db.write(lambda conn: insert_events(conn, batch))
+            await self._db.write(lambda conn: insert_events(conn, batch), one_statement=True)
         except IntegrityError as e:
             stored = await self._db.read(
                 lambda conn: conn.execute(
