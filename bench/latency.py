@@ -136,7 +136,7 @@ async def bench(args: argparse.Namespace) -> Result:
     if args.trace:
         from bench._trace import trace_latency
 
-        print("\n".join(await trace_latency(min(runs, 100))))
+        print("\n".join(await trace_latency(min(runs, 100), args.db)))
     met = overhead <= TARGET_MS
     line = (
         f"latency: rdev median {median(firsts):.2f} ms (p99 {percentile(firsts, 99):.2f} ms), "
