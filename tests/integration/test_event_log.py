@@ -3,6 +3,7 @@ turned one-row-per-event into one-row-per-batch."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,32 @@ async def test_output_of_an_unknown_or_empty_command_is_empty(store: Store) -> N
     assert [chunk async for chunk in store.events.read_output("cmd_none")] == []
     await store.events.append([Event("cmd_s", 1, EventType.STATUS, {"status": "running"})])
     assert "".join([chunk async for chunk in store.events.read_output("cmd_s")]) == ""
+
+
+@pytest.mark.parametrize(
+    ("raws", "want"),
+    [
+        # stored as the writer stores them: no escapes (read without JSON decoding)
+        (['{"line":"a","stream":"stdout"}', '{"line":"b é 🙂","stream":"stderr"}'], "a\nb é 🙂\n"),
+        # a partial line, then the rest of it
+        (['{"line":"a","stream":"stdout","partial":true}', '{"line":"b","stream":"stdout"}'],
+         "ab\n"),
+        # other key orders and spacing (older rows, other writers) are decoded as JSON
+        (['{"stream":"stdout","line":"k"}', '{"line": "s", "stream": "stdout"}'], "k\ns\n"),
+        # escapes that look like the storage format
+        (['{"line":"output\\t{\\"line\\":\\"x\\",\\"stream\\":\\"stdout\\"}","stream":"stdout"}'],
+         'output\t{"line":"x","stream":"stdout"}\n'),
+        (['{"line":"\\\\","stream":"stdout"}', '{"line":"\\n","stream":"stdout"}'], "\\\n\n\n"),
+        (['{"line":"x","stream":"other"}'], "x\n"),
+    ],
+)  # fmt: skip
+async def test_output_text_of_stored_rows_in_any_encoding(
+    store: Store, raws: list[str], want: str
+) -> None:
+    events = [Event("cmd_e", s, EventType.OUTPUT, {}, raw) for s, raw in enumerate(raws, 1)]
+    await store.events.append(events)
+    await store.events.append([Event("cmd_e", len(raws) + 1, EventType.OUTPUT, {}, raws[0])])
+    first = json.loads(raws[0])
+    tail = first["line"] if first.get("partial") else first["line"] + "\n"
+    text_out = "".join([chunk async for chunk in store.events.read_output("cmd_e")])
+    assert text_out == want + tail

@@ -3,7 +3,9 @@ one `type<TAB>json` line per event), read back in order from any sequence number
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
@@ -17,8 +19,11 @@ from rdev.domain.models import Event, EventType
 from rdev.runtime.outputcap import gap_line
 
 _ROWS_PER_READ = 32
-_OUTPUT_PAGE = 5000  # events per read of GET /commands/{id}/output, and per chunk of its body
-_OUTPUT = EventType.OUTPUT
+_OUTPUT_SPAN = 20_000  # about this many events (whole rows) per read of GET output: one chunk
+# A row of complete output lines whose JSON holds no escape (the common case): the text of each
+# line is the JSON string as stored, so no JSON decoding is needed. Anything else is decoded.
+_PLAIN_ROW = re.compile(r'(?:output\t\{"line":"[^"\\\n]*","stream":"std(?:out|err)"\}(?:\n|\Z))+')
+_PLAIN_LINE = re.compile(r'output\t\{"line":"([^"\\\n]*)","stream"')
 _NAMES = {t: t.value for t in EventType}  # .value on an enum member is slow in hot loops
 _TYPES = {t.value: t for t in EventType}
 
@@ -45,6 +50,17 @@ _PAGE = (
     )
     .order_by(events.c.seq_start)
     .limit(_ROWS_PER_READ)
+)
+
+
+_OUTPUT_ROWS = (
+    select(events.c.seq_end, events.c.body)
+    .where(
+        events.c.command_id == bindparam("b_command"),
+        events.c.seq_end > bindparam("b_after"),
+        events.c.seq_start <= bindparam("b_upto"),
+    )
+    .order_by(events.c.seq_start)
 )
 
 
@@ -90,25 +106,34 @@ def _read(conn: Connection, command_id: str, after: int, limit: int, parse: bool
         after = out[-1].seq
 
 
-def _output_text(page: Sequence[Event], partial: bool) -> tuple[str, bool]:
-    """The text of a page of undecoded events, and whether it ends inside a line. Each run of
-    output events is decoded by one json.loads of a JSON array of their stored text."""
-    parts: list[str] = []
+def _output_rows(conn: Connection, *, id_: str, after: int) -> list[tuple[int, str]]:
+    """Whole rows after `after` (always a row's end), about _OUTPUT_SPAN events of them."""
+    params = {"b_command": id_, "b_after": after, "b_upto": after + _OUTPUT_SPAN}
+    return [(row.seq_end, row.body) for row in conn.execute(_OUTPUT_ROWS, params)]
+
+
+def _row_text(body: str, partial: bool, into: list[str]) -> bool:
+    """Append the text of one stored row to `into`; whether it ends inside a line."""
+    if "\\" not in body and _PLAIN_ROW.fullmatch(body):
+        into.append("\n".join(_PLAIN_LINE.findall(body)))
+        into.append("\n")
+        return False
     run: list[str] = []
-    for e in page:
-        if e.type is _OUTPUT:
-            run.append(e.encoded or "{}")
-        elif e.type is EventType.TRUNCATED:
-            partial = _lines(run, parts, partial)
+    for line in body.split("\n"):
+        type_, _, raw = line.partition("\t")
+        if type_ == "output":
+            run.append(raw)
+        elif type_ == "truncated":
+            partial = _lines(run, into, partial)
             run = []
-            if marker := gap_line(json.loads(e.encoded or "{}")):
-                parts.append("\n" + marker if partial else marker)
+            if marker := gap_line(json.loads(raw)):
+                into.append("\n" + marker if partial else marker)
                 partial = False
-    partial = _lines(run, parts, partial)
-    return "".join(parts), partial
+    return _lines(run, into, partial)
 
 
 def _lines(raw: list[str], into: list[str], partial: bool) -> bool:
+    """Decode a run of output events with one json.loads of a JSON array of their text."""
     if not raw:
         return partial
     datas = json.loads("[" + ",".join(raw) + "]")
@@ -156,17 +181,19 @@ class SqlEventLog:
 
     async def read_output(self, command_id: str) -> AsyncIterator[str]:
         """The command's output text in order (lines with their newlines restored), with one
-        marker line where the output cap dropped some: one chunk per page of the log, so memory
-        stays flat and a response sends thousands of lines at a time, not one."""
+        marker line where the output cap dropped some. One chunk per read of whole rows, so
+        memory stays flat and a response sends thousands of lines at a time, not one."""
         after = 0
-        partial = False  # the last text yielded did not end its line
-        while page := await self.read(command_id, after=after, limit=_OUTPUT_PAGE, decode=False):
-            text, partial = _output_text(page, partial)
-            if text:
+        partial = False  # the text so far does not end its line
+        while rows := await self._db.read(
+            functools.partial(_output_rows, after=after, id_=command_id)
+        ):
+            parts: list[str] = []
+            for _seq_end, body in rows:
+                partial = _row_text(body, partial, parts)
+            if text := "".join(parts):
                 yield text
-            if len(page) < _OUTPUT_PAGE:
-                return
-            after = page[-1].seq
+            after = rows[-1][0]
 
     async def prune(self, before: datetime) -> int:
         q = delete(events).where(events.c.created_at < before)
