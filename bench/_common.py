@@ -7,7 +7,9 @@ process does not share an event loop or a CPU-bound thread with the server.
 
 Every benchmark runs on SQLite (`--db sqlite`, the default) or on PostgreSQL (`--db postgres`):
 a throw-away database created on the server named by `RDEV_TEST_POSTGRES_URL` (default the
-local one, `postgresql://postgres@127.0.0.1:5432/postgres`) and dropped after the run."""
+local one, `postgresql://postgres@127.0.0.1:5432/postgres`) and dropped after the run. For
+diagnosis only, `RDEV_BENCH_PG_SYNCHRONOUS_COMMIT=off` sets that database's synchronous_commit
+(commits stop waiting for the WAL flush): what the figures would be without an fsync per commit."""
 
 from __future__ import annotations
 
@@ -252,6 +254,8 @@ async def database(db: str) -> AsyncIterator[str]:
         return
     name = f"rdev_bench_{uuid.uuid4().hex[:12]}"
     await _pg_admin(f'CREATE DATABASE "{name}"')
+    if os.environ.get("RDEV_BENCH_PG_SYNCHRONOUS_COMMIT") == "off":
+        await _pg_admin(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     try:
         yield _pg_url(name)
     finally:

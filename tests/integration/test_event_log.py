@@ -222,3 +222,27 @@ async def test_output_text_of_stored_rows_in_any_encoding(
     tail = first["line"] if first.get("partial") else first["line"] + "\n"
     text_out = "".join([chunk async for chunk in store.events.read_output("cmd_e")])
     assert text_out == want + tail
+
+
+async def test_event_batches_are_stored_with_lz4_where_postgresql_has_it(store: Store) -> None:
+    if store.db.is_sqlite:
+        pytest.skip("PostgreSQL only")
+    has_lz4 = await store.db.read(
+        lambda c: c.execute(
+            text(
+                "SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' "
+                "AND 'lz4' = ANY(enumvals)"
+            )
+        ).first()
+    )
+    if has_lz4 is None:
+        pytest.skip("this PostgreSQL has no lz4")
+    await store.events.append(_events("cmd_z", 1, 2000))
+    method = await store.db.read(
+        lambda c: c.execute(
+            text("SELECT pg_column_compression(body) FROM events WHERE command_id = 'cmd_z'")
+        ).scalar()
+    )
+    assert method == "lz4"
+    page = await store.events.read("cmd_z", after=1990, limit=20)
+    assert [e.data["line"] for e in page] == [f"l{s}" for s in range(1991, 2001)]
