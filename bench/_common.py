@@ -3,7 +3,13 @@ cheap SSE event counter, statistics and the report line.
 
 The server is always a separate process (`python -m bench._server`, which is `rdev serve` plus
 the throughput baseline route, or `python -m rdev serve` itself), so the load generator in this
-process does not share an event loop or a CPU-bound thread with the server."""
+process does not share an event loop or a CPU-bound thread with the server.
+
+Every benchmark runs on SQLite (`--db sqlite`, the default) or on PostgreSQL (`--db postgres`):
+a throw-away database created on the server named by `RDEV_TEST_POSTGRES_URL` (default the
+local one, `postgresql://postgres@127.0.0.1:5432/postgres`) and dropped after the run. For
+diagnosis only, `RDEV_BENCH_PG_SYNCHRONOUS_COMMIT=off` sets that database's synchronous_commit
+(commits stop waiting for the WAL flush): what the figures would be without an fsync per commit."""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import socket
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +38,10 @@ from tests.support import processes_under  # the same /proc scan the tests use
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 PROJECT = "demo"
+DATABASES = ("sqlite", "postgres")
+PG_ADMIN_URL = os.environ.get(
+    "RDEV_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 # Writes N lines of exactly SIZE bytes (SIZE-1 'x' and a newline) to stdout, in big writes.
 GEN_SCRIPT = """\
@@ -50,7 +61,7 @@ BASE_ENV = {
     "RDEV_SHUTDOWN_BUDGET_SECONDS": "4",
     "RDEV_SHUTDOWN_DRAIN_SECONDS": "0",
     "RDEV_KILL_GRACE_SECONDS": "1",
-    # never pick up a developer's PostgreSQL/Redis: these benchmarks are SQLite + local backend
+    # never pick up a developer's PostgreSQL/Redis: the database is the one `--db` names
     "RDEV_DATABASE_URL": "",
     "POSTGRES_HOST": "",
     "RDEV_REDIS_URL": "",
@@ -110,6 +121,9 @@ def load_note() -> str:
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    p.add_argument(
+        "--db", choices=DATABASES, default="sqlite", help="the server's database (default sqlite)"
+    )
     return p
 
 
@@ -153,6 +167,7 @@ class Server:
     key: str
     root: Path
     launcher: str
+    db: str  # "sqlite" or the PostgreSQL URL (postgresql://...) of the throw-away database
     clients: list[httpx.AsyncClient] = field(default_factory=list)
 
     @property
@@ -165,9 +180,14 @@ class Server:
 
     def describe(self) -> str:
         return (
-            f"server: separate process `{self.launcher}` (uvicorn, uvloop, httptools, SQLite WAL, "
-            f"local backend), pid {self.pid}; client: this process (httpx / raw asyncio, uvloop)"
+            f"server: separate process `{self.launcher}` (uvicorn, uvloop, httptools, "
+            f"{self.db_name}, local backend), pid {self.pid}; "
+            "client: this process (httpx / raw asyncio, uvloop)"
         )
+
+    @property
+    def db_name(self) -> str:
+        return "SQLite WAL" if self.db == "sqlite" else "PostgreSQL " + self.db.rsplit("/", 1)[1]
 
     def rss_bytes(self) -> int:
         return rss_bytes(self.pid)
@@ -215,13 +235,47 @@ async def _output(*argv: str, env: dict[str, str]) -> str:
     return out.decode()
 
 
+def _pg_url(database: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+
+
+async def _pg_admin(sql: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        await conn.execute(sql)
+
+
+@contextlib.asynccontextmanager
+async def database(db: str) -> AsyncIterator[str]:
+    """ "sqlite", or the URL of a fresh PostgreSQL database, dropped afterwards."""
+    if db == "sqlite":
+        yield db
+        return
+    name = f"rdev_bench_{uuid.uuid4().hex[:12]}"
+    await _pg_admin(f'CREATE DATABASE "{name}"')
+    if os.environ.get("RDEV_BENCH_PG_SYNCHRONOUS_COMMIT") == "off":
+        await _pg_admin(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    try:
+        yield _pg_url(name)
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @contextlib.asynccontextmanager
 async def server(
-    env: dict[str, str] | None = None, *, launcher: str = "bench"
+    env: dict[str, str] | None = None, *, launcher: str = "bench", db: str = "sqlite"
 ) -> AsyncIterator[Server]:
     """rdev in a subprocess on a fresh temporary data directory with a `demo` project (holding
     `gen.py`) and an admin key made with `rdev keys create`. `launcher` is "bench"
-    (`python -m bench._server`: rdev plus the baseline route) or "rdev" (`python -m rdev serve`)."""
+    (`python -m bench._server`: rdev plus the baseline route) or "rdev" (`python -m rdev serve`).
+    `db` is "sqlite" or "postgres" (a throw-away database, see the module docstring)."""
+    async with database(db) as url, _server(env, launcher, url) as srv:
+        yield srv
+
+
+@contextlib.asynccontextmanager
+async def _server(env: dict[str, str] | None, launcher: str, db: str) -> AsyncIterator[Server]:
     root = Path(tempfile.mkdtemp(prefix="rdev-bench-"))
     project = root / "workspaces" / PROJECT
     project.mkdir(parents=True)
@@ -233,6 +287,11 @@ async def server(
         "RDEV_DATA_DIR": str(root / "data"),
         "RDEV_LOCAL_ROOT": str(root / "workspaces"),
         **(env or {}),
+        **(
+            {}
+            if db == "sqlite"
+            else {"RDEV_DATABASE_URL": "postgresql+psycopg://" + db.split("://", 1)[1]}
+        ),
         "RDEV_HOST": "127.0.0.1",
         "PORT": str(port),
     }
@@ -244,7 +303,9 @@ async def server(
         proc = await asyncio.create_subprocess_exec(
             PYTHON, *module, env=full_env, cwd=REPO, stdout=log_file, stderr=log_file
         )
-    srv = Server(proc, f"http://127.0.0.1:{port}", port, key, root, "python " + " ".join(module))
+    srv = Server(
+        proc, f"http://127.0.0.1:{port}", port, key, root, "python " + " ".join(module), db
+    )
     ok = False
     try:
         await _wait_healthy(srv, log_path)

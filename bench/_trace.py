@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import inspect
 import shutil
@@ -90,7 +91,9 @@ async def _serve_inprocess(**settings: Any) -> AsyncIterator[tuple[int, str]]:
         if not srv.started:
             raise RuntimeError("in-process uvicorn did not start")
         port: int = srv.servers[0].sockets[0].getsockname()[1]
-        issued = await app.services.keys.issue(NewKey(name="trace", scopes=["admin"]), actor=SYSTEM)
+        issued = await app.services.keys.issue(
+            NewKey(name="trace", scopes=["admin"]), actor=SYSTEM, by=None
+        )
         yield port, issued.secret
     finally:
         srv.should_exit = True
@@ -104,11 +107,17 @@ def _client(port: int, key: str) -> httpx.AsyncClient:
     )
 
 
-async def trace_latency(runs: int) -> list[str]:
+async def trace_latency(runs: int, db: str = "sqlite") -> list[str]:
+    from bench._common import database
+
     timings: Timings = collections.defaultdict(list)
     undo = _instrument(timings)
     try:
-        async with _serve_inprocess() as (port, key), _client(port, key) as c:
+        async with contextlib.AsyncExitStack() as stack:
+            url = await stack.enter_async_context(database(db))
+            pg = {} if url == "sqlite" else {"database_url": "postgresql+psycopg://" + url[13:]}
+            port, key = await stack.enter_async_context(_serve_inprocess(**pg))
+            c = await stack.enter_async_context(_client(port, key))
             for i in range(runs + 5):
                 if i == 5:
                     timings.clear()  # warm-up done

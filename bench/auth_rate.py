@@ -183,7 +183,7 @@ async def bench(args: argparse.Namespace) -> Result:
         f"auth_rate: {connections} keep-alive connections, {seconds:g} s per phase, "
         f"{repeat} rounds, {load_note()}"
     )
-    async with server(launcher="rdev") as srv:
+    async with server(launcher="rdev", db=args.db) as srv:
         print("  " + srv.describe())
         authed: list[float] = []
         health: list[float] = []

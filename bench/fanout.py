@@ -51,7 +51,7 @@ async def bench(args: argparse.Namespace) -> Result:
         f"fanout: {readers} readers of one command printing {lines:,} lines x {args.size} B, "
         f"{repeat} runs each, {load_note()}"
     )
-    async with server() as srv:
+    async with server(db=args.db) as srv:
         print("  " + srv.describe())
         client = srv.client(connections=readers + 10)
         await one_command(client, 1, 1_000, args.size)  # warm up

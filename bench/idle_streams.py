@@ -117,7 +117,7 @@ async def bench(args: argparse.Namespace) -> Result:
         "RDEV_MAX_QUEUE": str(max(100, commands)),
     }
     socks: list[socket.socket] = []
-    async with server(env, launcher="rdev") as srv:
+    async with server(env, launcher="rdev", db=args.db) as srv:
         print("  " + srv.describe())
         client = srv.client(connections=20)
         rss_start = srv.rss_bytes()

@@ -78,7 +78,9 @@ async def own_spawn_once(cwd: str) -> float:
     from rdev.adapters.local.process import scrubbed_env, start_process
 
     t0 = time.perf_counter()
-    execution = await start_process(["echo", "hi"], cwd=cwd, env=scrubbed_env({}), stdin=None)
+    execution = await start_process(
+        ["echo", "hi"], cwd=cwd, env=scrubbed_env({}), stdin=None, marker="bench"
+    )
     first = b""
     async for chunk in execution.output():
         if not first:
@@ -97,7 +99,7 @@ def _dist(values: list[float]) -> str:
 async def bench(args: argparse.Namespace) -> Result:
     runs: int = args.runs or (50 if args.quick else 200)
     print(f"latency: {runs} runs of `echo hi`, interleaved with direct spawns, {load_note()}")
-    async with server() as srv:
+    async with server(db=args.db) as srv:
         print("  " + srv.describe())
         client = srv.client()
         cwd = str(srv.workspaces / "demo")
@@ -134,7 +136,7 @@ async def bench(args: argparse.Namespace) -> Result:
     if args.trace:
         from bench._trace import trace_latency
 
-        print("\n".join(await trace_latency(min(runs, 100))))
+        print("\n".join(await trace_latency(min(runs, 100), args.db)))
     met = overhead <= TARGET_MS
     line = (
         f"latency: rdev median {median(firsts):.2f} ms (p99 {percentile(firsts, 99):.2f} ms), "

@@ -58,15 +58,25 @@ async def _wait_finished(
     raise BenchError(f"command {command_id} did not finish within {timeout} s")
 
 
+_LOG_SQL = (
+    "SELECT COALESCE(SUM(seq_end - seq_start + 1), 0), COALESCE(SUM(LENGTH(body)), 0) "
+    "FROM events WHERE command_id = {}"
+)
+
+
 def _log_size(srv: Server, command_id: str) -> tuple[int, int, int]:
     """(events, bytes of event text, database files' size) of the command's log."""
+    if srv.db != "sqlite":
+        import psycopg
+
+        with psycopg.connect(srv.db) as pg:
+            row = pg.execute(_LOG_SQL.format("%s"), (command_id,)).fetchone()
+            size = pg.execute("SELECT pg_database_size(current_database())").fetchone()
+        assert row is not None and size is not None
+        return int(row[0]), int(row[1]), int(size[0])
     db = srv.root / "data" / "rdev.db"
     with sqlite3.connect(db) as conn:
-        row = conn.execute(
-            "SELECT COALESCE(SUM(seq_end - seq_start + 1), 0), COALESCE(SUM(LENGTH(body)), 0) "
-            "FROM events WHERE command_id = ?",
-            (command_id,),
-        ).fetchone()
+        row = conn.execute(_LOG_SQL.format("?"), (command_id,)).fetchone()
     disk = sum(p.stat().st_size for p in db.parent.glob("rdev.db*"))
     return int(row[0]), int(row[1]), disk
 
@@ -76,7 +86,7 @@ async def bench(args: argparse.Namespace) -> Result:
     settle: float = args.settle
     timeout = int(settle + window + 3)
     print(f"output_cap: `yes` past the cap, {window:.0f} s window, {load_note()}")
-    async with server(launcher="rdev") as srv:
+    async with server(launcher="rdev", db=args.db) as srv:
         print("  " + srv.describe())
         client = srv.client()
         command_id = await submit(client, ["yes"], timeout_seconds=timeout)

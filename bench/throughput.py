@@ -4,7 +4,7 @@ lines of 100 bytes, newline included) on the local backend, with SQLite persiste
 rdev: events/second from POST to `complete` (the command's whole run: queue, spawn, event log
 writes, hub, SSE). Baseline: the same N `output` frames from a bare Starlette streaming endpoint
 (`/_bench/baseline`, bench/_server.py) in the same server process, 500 frames per chunk like
-rdev's writer batches. Runs alternate and the medians are compared; target ratio >= 0.6.
+rdev's writer batches. Runs alternate and the medians are compared; target ratio >= 0.8.
 
 RDEV_MAX_OUTPUT_BYTES and RDEV_MAX_OUTPUT_EVENTS are raised to 2^30: the default caps (10 MiB,
 200,000 events, 90 % of each streamed live) would truncate 200,000 lines of 100 bytes (20 MB)
@@ -42,7 +42,7 @@ from bench._common import (
 from bench._server import BASELINE_PATH
 from rdev.domain.models import Event
 
-TARGET = 0.6
+TARGET = 0.8
 
 
 async def rdev_run(client: httpx.AsyncClient, lines: int, size: int) -> tuple[float, StreamStats]:
@@ -200,7 +200,7 @@ async def bench(args: argparse.Namespace) -> Result:
     size: int = args.size
     env = {"RDEV_MAX_OUTPUT_BYTES": str(1 << 30), "RDEV_MAX_OUTPUT_EVENTS": str(1 << 30)}
     print(f"throughput: {lines:,} lines x {size} B, {repeat} runs each, {load_note()}")
-    async with server(env) as srv:
+    async with server(env, db=args.db) as srv:
         print("  " + srv.describe())
         client = srv.client()
         await rdev_run(client, 2_000, size)  # warm up both paths

@@ -296,3 +296,49 @@ async def test_a_poke_has_readers_read_the_log_again() -> None:
     assert await asyncio.wait_for(waiting, timeout=2) == []
     assert [e.seq for e in await sub.next_batch(0.05) or []] == [1, 2]
     sub.close()
+
+
+class GatedLog(FlakyLog):
+    """Each append waits for its own permit: the test lets batches through one at a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.permits: asyncio.Queue[None] = asyncio.Queue()
+        self.appends = 0
+
+    async def append(self, events: Sequence[Event]) -> None:
+        self.appends += 1
+        await self.permits.get()
+        await super().append(events)
+
+
+async def test_the_producer_resumes_once_a_batch_is_written_not_once_all_are() -> None:
+    """A producer past MAX_PENDING waits for the log, but only until the pending events fall
+    below it: waiting for everything pending to be written stopped reading the pipes for
+    several round trips per cycle, so the command and the log took turns instead of overlapping
+    (on PostgreSQL, a quarter of the throughput)."""
+    log = GatedLog()
+    writer = _writer(log)
+    writer.output_lines("stdout", _lines(0, MAX_PENDING + MAX_BATCH))
+    waiting = asyncio.create_task(writer.backpressure())
+    await eventually(lambda: log.appends == 1)
+    assert not waiting.done()
+    log.permits.put_nowait(None)  # the first batch is written; the rest still waits
+    await asyncio.wait_for(waiting, timeout=5)
+    assert log.appends == 2 and len(log.events) == MAX_BATCH
+    for _ in range(4):
+        log.permits.put_nowait(None)
+    await writer.flush()
+    _check_log(log)
+    assert len(log.events) == MAX_PENDING + MAX_BATCH
+
+
+async def test_a_producer_under_the_limit_never_waits() -> None:
+    log = GatedLog()
+    writer = _writer(log)
+    writer.output_lines("stdout", _lines(0, MAX_PENDING - 1))
+    await asyncio.wait_for(writer.backpressure(), timeout=5)
+    log.permits.put_nowait(None)
+    log.permits.put_nowait(None)
+    await writer.flush()
+    assert len(log.events) == MAX_PENDING - 1

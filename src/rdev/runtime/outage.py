@@ -132,15 +132,15 @@ class OutageBuffer:
         if not self.down:
             self.held = 0
 
-    async def settle(self, write: asyncio.Task[None]) -> None:
-        """Wait for `write`, unless the log goes down first: from then on the buffer, not the
-        producer, absorbs the output (a producer that waits stops reading the process's pipes,
-        and the process stalls)."""
-        if write.done() or self.down:
+    async def settle(self, *waits: asyncio.Future[Any]) -> None:
+        """Wait for the first of `waits`, unless the log goes down first: from then on the
+        buffer, not the producer, absorbs the output (a producer that waits stops reading the
+        process's pipes, and the process stalls)."""
+        if self.down or any(w.done() for w in waits):
             return
-        went_down = asyncio.ensure_future(self._went_down.wait())
+        went_down: asyncio.Future[Any] = asyncio.ensure_future(self._went_down.wait())
         try:
-            await asyncio.wait({write, went_down}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({*waits, went_down}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             went_down.cancel()
 

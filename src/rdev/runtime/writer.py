@@ -43,6 +43,7 @@ class EventWriter:
         self.cap = cap
         self._pending: list[Event] = []
         self._writing: asyncio.Task[None] | None = None
+        self._progress: asyncio.Future[None] | None = None  # resolved as each batch is written
         self._outage = OutageBuffer(outage_buffer_bytes)
 
     @property
@@ -103,9 +104,17 @@ class EventWriter:
         self._enqueue(self.event(EventType.MESSAGE, obj))
 
     async def backpressure(self) -> None:
-        """Wait while too much is pending, so a slow log bounds memory instead of growing it."""
-        if len(self._pending) >= MAX_PENDING and self._writing is not None:
-            await self._outage.settle(self._writing)
+        """Wait while too much is pending, so a slow log bounds memory instead of growing it
+        (to MAX_PENDING plus the batch being written plus one chunk). The wait ends as soon as
+        a batch is written and the rest is below the limit: the pipes are read again while the
+        next batch is written, so the command and the log overlap instead of taking turns."""
+        while len(self._pending) >= MAX_PENDING and not self._outage.down:
+            writing = self._writing
+            if writing is None or writing.done():
+                return
+            if self._progress is None or self._progress.done():
+                self._progress = asyncio.get_running_loop().create_future()
+            await self._outage.settle(writing, self._progress)
 
     async def _write_all(self) -> None:
         while self._pending:
@@ -115,6 +124,8 @@ class EventWriter:
                 self._pending.clear()  # the log was taken over: the command was ended elsewhere
                 return
             await self._hub.publish(batch)
+            if self._progress is not None and not self._progress.done():
+                self._progress.set_result(None)
             if self._outage.active:
                 self._close_gap()
             await asyncio.sleep(0)  # an inline (SQLite) append never yields: let readers run

@@ -50,7 +50,7 @@ class SqlAuditLog:
             "details": entry.details,
             "project": entry.project,
         }
-        await self._db.write(lambda conn: conn.execute(_INSERT, row))
+        await self._db.write(lambda conn: conn.execute(_INSERT, row), one_statement=True)
 
     async def list(self, flt: AuditFilter) -> Page[AuditEntry]:
         q = select(audit_log).order_by(audit_log.c.id.desc()).limit(flt.limit + 1)

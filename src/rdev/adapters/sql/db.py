@@ -1,5 +1,6 @@
 """Where SQL runs. A store operation is a plain function of a synchronous SQLAlchemy
-`Connection`; `Database.read` and `Database.write` run one as a single transaction.
+`Connection`; `Database.read` and `Database.write` run one as a single transaction (on
+PostgreSQL, reads and one-statement writes run in autocommit: see below).
 
 - **SQLite** (the embedded default): the standard `sqlite3` module, run inline on the event
   loop. A statement on a local WAL database takes microseconds, less than one hand-off to a
@@ -9,9 +10,14 @@
   rolled back and run again in a worker thread that waits up to 30 s. Operations that may touch
   many rows, migrations and WAL checkpoints (which fsync) run in worker threads too.
 - **PostgreSQL**: SQLAlchemy's asyncio engine over psycopg; the same functions run through
-  `AsyncConnection.run_sync`. An operation that fails because the server cannot be reached
-  (refused, connection lost, pool timeout) raises the domain's `DatabaseUnavailable`, so the
-  core can tell an outage, which it waits out, from a failed statement, which it does not.
+  `AsyncConnection.run_sync`. Round trips are what an operation costs here (each one also
+  waits for the event loop), so: a pooled connection is pinged before use only when it has been
+  idle for a second or more (one used a moment ago is alive; one idle through a server restart
+  is not); reads, and a write that is one statement (`one_statement=True`: an event batch),
+  run in autocommit, without BEGIN and COMMIT/ROLLBACK. An operation that fails because the
+  server cannot be reached (refused, connection lost, pool timeout) raises the domain's
+  `DatabaseUnavailable`, so the core can tell an outage, which it waits out, from a failed
+  statement, which it does not.
 """
 
 from __future__ import annotations
@@ -26,7 +32,13 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -40,6 +52,7 @@ QUEUE_LOCK = 7_270_003  # pg advisory lock class (with the project's hash): one 
 _BUSY_TIMEOUT_MS = 30_000  # how long a worker thread waits for another process's lock
 _CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints while writes go on
 _CONNECT_TIMEOUT = 5  # seconds: an unreachable server is an outage, not a hung request
+_PING_AFTER_IDLE = 1.0  # seconds: a pooled connection idle this long is pinged before use
 # SQLSTATEs that mean "the server is not there" rather than "this statement failed": class 08
 # (connection exception), and admin/crash shutdown or "cannot connect now" (a server starting).
 _UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03")
@@ -56,8 +69,10 @@ class Database:
     async def read(self, op: Op[T]) -> T:
         raise NotImplementedError
 
-    async def write(self, op: Op[T], *, slow: bool = False) -> T:
-        """`slow`: the operation may touch many rows (on SQLite it then runs in a thread)."""
+    async def write(self, op: Op[T], *, slow: bool = False, one_statement: bool = False) -> T:
+        """`slow`: the operation may touch many rows (on SQLite it then runs in a thread).
+        `one_statement`: it issues exactly one statement, atomic by itself (on PostgreSQL it
+        then runs in autocommit: one round trip instead of three)."""
         raise NotImplementedError
 
     async def migrate(self) -> None:
@@ -111,32 +126,62 @@ def _unavailable(error: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable("database unreachable", details={"reason": type(error).__name__})
 
 
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a pooled connection at checkout only if it has been idle `idle_seconds`; a failed
+    ping has the pool replace it (SQLAlchemy's pessimistic disconnect handling, made lazy)."""
+    sync = engine.sync_engine
+
+    @event.listens_for(sync, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(sync, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # just connected, or used a moment ago
+        try:
+            sync.dialect.do_ping(dbapi_conn)
+        except Exception as e:
+            raise DisconnectionError("a pooled connection failed its ping") from e
+
+
 class PostgresDatabase(Database):
     is_sqlite = False
 
-    def __init__(self, url: str, *, pool_size: int) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int, ping_after_idle: float = _PING_AFTER_IDLE
+    ) -> None:
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
             pool_timeout=10,
             connect_args={"connect_timeout": _CONNECT_TIMEOUT},
         )
+        _ping_when_idle(self.engine, ping_after_idle)
 
     async def read(self, op: Op[T]) -> T:
+        """In autocommit: at READ COMMITTED, PostgreSQL's default, each statement sees its own
+        snapshot inside a transaction too, so a read-only operation gains nothing from one but
+        a BEGIN and a ROLLBACK round trip."""
         try:
             async with self.engine.connect() as conn:
-                return await conn.run_sync(op)
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                return await auto.run_sync(op)
         except (SQLAlchemyError, OSError) as e:
             if unreachable(e):
                 raise _unavailable(e) from e
             raise
 
-    async def write(self, op: Op[T], *, slow: bool = False) -> T:
+    async def write(self, op: Op[T], *, slow: bool = False, one_statement: bool = False) -> T:
         """A write whose connection is lost at commit may or may not have been stored: callers
         that retry after DatabaseUnavailable make their writes idempotent (see events.append)."""
         try:
+            if one_statement:
+                async with self.engine.connect() as conn:
+                    auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    return await auto.run_sync(op)
             async with self.engine.begin() as conn:
                 return await conn.run_sync(op)
         except (SQLAlchemyError, OSError) as e:
@@ -236,7 +281,7 @@ class SqliteDatabase(Database):
                 raise
         return await asyncio.to_thread(_in_new_connection, self._threaded, op, "BEGIN")
 
-    async def write(self, op: Op[T], *, slow: bool = False) -> T:
+    async def write(self, op: Op[T], *, slow: bool = False, one_statement: bool = False) -> T:
         async with self._write_lock:
             if slow:
                 result = await self._in_thread(op)

@@ -3,7 +3,9 @@ one `type<TAB>json` line per event), read back in order from any sequence number
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
@@ -17,7 +19,11 @@ from rdev.domain.models import Event, EventType
 from rdev.runtime.outputcap import gap_line
 
 _ROWS_PER_READ = 32
-_OUTPUT_PAGE = 5000
+_OUTPUT_SPAN = 20_000  # about this many events (whole rows) per read of GET output: one chunk
+# A row of complete output lines whose JSON holds no escape (the common case): the text of each
+# line is the JSON string as stored, so no JSON decoding is needed. Anything else is decoded.
+_PLAIN_ROW = re.compile(r'(?:output\t\{"line":"[^"\\\n]*","stream":"std(?:out|err)"\}(?:\n|\Z))+')
+_PLAIN_LINE = re.compile(r'output\t\{"line":"([^"\\\n]*)","stream"')
 _NAMES = {t: t.value for t in EventType}  # .value on an enum member is slow in hot loops
 _TYPES = {t.value: t for t in EventType}
 
@@ -42,9 +48,25 @@ _LAST_ROW = (
 )
 _PAGE = (
     select(events.c.seq_start, events.c.body)
-    .where(events.c.command_id == bindparam("b_command"), events.c.seq_end > bindparam("b_after"))
+    .where(
+        events.c.command_id == bindparam("b_command"),
+        events.c.seq_end > bindparam("b_after"),
+        # only the rows that hold the page's events: psycopg receives every row selected
+        events.c.seq_start <= bindparam("b_upto"),
+    )
     .order_by(events.c.seq_start)
     .limit(_ROWS_PER_READ)
+)
+
+
+_OUTPUT_ROWS = (
+    select(events.c.seq_end, events.c.body)
+    .where(
+        events.c.command_id == bindparam("b_command"),
+        events.c.seq_end > bindparam("b_after"),
+        events.c.seq_start <= bindparam("b_upto"),
+    )
+    .order_by(events.c.seq_start)
 )
 
 
@@ -75,8 +97,9 @@ def _decode(
 
 def _read(conn: Connection, command_id: str, after: int, limit: int, parse: bool) -> list[Event]:
     out: list[Event] = []
+    upto = after + limit  # sequence numbers are gap-free: the page is (after, after + limit]
     while True:
-        result = conn.execute(_PAGE, {"b_command": command_id, "b_after": after})
+        result = conn.execute(_PAGE, {"b_command": command_id, "b_after": after, "b_upto": upto})
         rows = 0
         for row in result:  # rows are fetched as they are read: stop at the limit
             rows += 1
@@ -87,6 +110,41 @@ def _read(conn: Connection, command_id: str, after: int, limit: int, parse: bool
         if rows < _ROWS_PER_READ or not out:
             return out
         after = out[-1].seq
+
+
+def _output_rows(conn: Connection, *, id_: str, after: int) -> list[tuple[int, str]]:
+    """Whole rows after `after` (always a row's end), about _OUTPUT_SPAN events of them."""
+    params = {"b_command": id_, "b_after": after, "b_upto": after + _OUTPUT_SPAN}
+    return [(row.seq_end, row.body) for row in conn.execute(_OUTPUT_ROWS, params)]
+
+
+def _row_text(body: str, partial: bool, into: list[str]) -> bool:
+    """Append the text of one stored row to `into`; whether it ends inside a line."""
+    if "\\" not in body and _PLAIN_ROW.fullmatch(body):
+        into.append("\n".join(_PLAIN_LINE.findall(body)))
+        into.append("\n")
+        return False
+    run: list[str] = []
+    for line in body.split("\n"):
+        type_, _, raw = line.partition("\t")
+        if type_ == "output":
+            run.append(raw)
+        elif type_ == "truncated":
+            partial = _lines(run, into, partial)
+            run = []
+            if marker := gap_line(json.loads(raw)):
+                into.append("\n" + marker if partial else marker)
+                partial = False
+    return _lines(run, into, partial)
+
+
+def _lines(raw: list[str], into: list[str], partial: bool) -> bool:
+    """Decode a run of output events with one json.loads of a JSON array of their text."""
+    if not raw:
+        return partial
+    datas = json.loads("[" + ",".join(raw) + "]")
+    into += [d["line"] if d.get("partial") else d["line"] + "\n" for d in datas]
+    return bool(datas[-1].get("partial"))
 
 
 class SqlEventLog:
@@ -100,7 +158,7 @@ class SqlEventLog:
         if not batch:
             return
         try:
-            await self._db.write(lambda conn: insert_events(conn, batch))
+            await self._db.write(lambda conn: insert_events(conn, batch), one_statement=True)
         except IntegrityError as e:
             stored = await self._db.read(
                 lambda conn: conn.execute(
@@ -139,20 +197,19 @@ class SqlEventLog:
 
     async def read_output(self, command_id: str) -> AsyncIterator[str]:
         """The command's output text in order (lines with their newlines restored), with one
-        marker line where the output cap dropped some, page by page so memory stays flat."""
+        marker line where the output cap dropped some. One chunk per read of whole rows, so
+        memory stays flat and a response sends thousands of lines at a time, not one."""
         after = 0
-        partial = False  # the last text yielded did not end its line
-        while page := await self.read(command_id, after=after, limit=_OUTPUT_PAGE):
-            for e in page:
-                if e.type is EventType.OUTPUT:
-                    partial = bool(e.data.get("partial"))
-                    yield e.data["line"] if partial else e.data["line"] + "\n"
-                elif e.type is EventType.TRUNCATED and (marker := gap_line(e.data)):
-                    yield "\n" + marker if partial else marker
-                    partial = False
-            if len(page) < _OUTPUT_PAGE:
-                return
-            after = page[-1].seq
+        partial = False  # the text so far does not end its line
+        while rows := await self._db.read(
+            functools.partial(_output_rows, after=after, id_=command_id)
+        ):
+            parts: list[str] = []
+            for _seq_end, body in rows:
+                partial = _row_text(body, partial, parts)
+            if text := "".join(parts):
+                yield text
+            after = rows[-1][0]
 
     async def prune(self, before: datetime) -> int:
         q = delete(events).where(events.c.created_at < before)

@@ -1,0 +1,109 @@
+"""How PostgresDatabase spends round trips, against a real server: reads and one-statement
+writes hold no transaction (no BEGIN, no COMMIT/ROLLBACK), other writes stay transactions, and
+a pooled connection is pinged before use only after it has been idle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Connection, text
+
+from rdev.adapters.sql.db import PostgresDatabase
+from rdev.domain.errors import DatabaseUnavailable
+
+
+def _dsn(pg_url: str) -> str:
+    return "postgresql://" + pg_url.split("://", 1)[1]
+
+
+def _status(conn: Connection) -> TransactionStatus:
+    driver = conn.connection.dbapi_connection.driver_connection  # type: ignore[union-attr]
+    status: TransactionStatus = driver.info.transaction_status
+    return status
+
+
+def _select_then_status(conn: Connection) -> TransactionStatus:
+    conn.execute(text("SELECT 1"))
+    return _status(conn)
+
+
+@pytest.fixture
+async def database(pg_url: str) -> AsyncIterator[PostgresDatabase]:
+    db = PostgresDatabase(pg_url, pool_size=2)
+    await db.write(lambda c: c.execute(text("CREATE TABLE IF NOT EXISTS t_rt (n int)")))
+    await db.write(lambda c: c.execute(text("TRUNCATE t_rt")))
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def test_a_read_holds_no_transaction(database: PostgresDatabase) -> None:
+    assert await database.read(_select_then_status) is TransactionStatus.IDLE
+
+
+async def test_a_one_statement_write_holds_no_transaction(database: PostgresDatabase) -> None:
+    def insert(conn: Connection) -> TransactionStatus:
+        conn.execute(text("INSERT INTO t_rt VALUES (1)"))
+        return _status(conn)
+
+    assert await database.write(insert, one_statement=True) is TransactionStatus.IDLE
+    rows = await database.read(lambda c: c.execute(text("SELECT n FROM t_rt")).all())
+    assert [tuple(r) for r in rows] == [(1,)]
+
+
+async def test_other_writes_stay_one_transaction(database: PostgresDatabase) -> None:
+    def insert_then_fail(conn: Connection) -> None:
+        assert _select_then_status(conn) is TransactionStatus.INTRANS
+        conn.execute(text("INSERT INTO t_rt VALUES (2)"))
+        raise RuntimeError("after the insert")
+
+    with pytest.raises(RuntimeError):
+        await database.write(insert_then_fail)
+    assert await database.read(lambda c: c.execute(text("SELECT count(*) FROM t_rt")).scalar()) == 0
+
+
+async def _end_sessions(pg_url: str) -> int:
+    """End every other session on the test database (what a server restart does to a pool)."""
+    async with await psycopg.AsyncConnection.connect(_dsn(pg_url), autocommit=True) as admin:
+        cur = await admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize("op", ["read", "write", "one_statement"])
+async def test_an_idle_connection_whose_session_ended_is_replaced_before_use(
+    pg_url: str, op: str
+) -> None:
+    db = PostgresDatabase(pg_url, pool_size=1, ping_after_idle=0.0)
+    try:
+        await db.read(_select_then_status)
+        assert await _end_sessions(pg_url) >= 1
+        if op == "read":
+            await db.read(_select_then_status)
+        else:
+            await db.write(_select_then_status, one_statement=op == "one_statement")
+    finally:
+        await db.close()
+
+
+async def test_a_connection_used_a_moment_ago_is_not_pinged(pg_url: str) -> None:
+    """The price of pinging only idle connections: a session ended within the idle window
+    fails one operation as an outage (which callers wait out); the pool then replaces it."""
+    db = PostgresDatabase(pg_url, pool_size=1, ping_after_idle=3600.0)
+    try:
+        await db.read(_select_then_status)
+        assert await _end_sessions(pg_url) >= 1
+        with pytest.raises(DatabaseUnavailable):
+            await db.read(_select_then_status)
+        assert await db.read(_select_then_status) is TransactionStatus.IDLE
+    finally:
+        await db.close()
