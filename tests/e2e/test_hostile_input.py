@@ -246,12 +246,15 @@ async def test_event_ids_take_ascii_digits_only_in_the_header_and_the_query(
 
 async def test_event_ids_of_ascii_digits_resume(finished: tuple[Running, str]) -> None:
     rdev, cid = finished
-    for n in ("0", "1", "000001", "final"):
+    for n in ("0", "1", "000001"):
         resp = await rdev.admin.get(
             f"/commands/{cid}/events", params={"last_event_id": f"{cid}:{n}"}
         )
         assert resp.status_code == 200, (n, resp.text)
         assert "event: connected" in resp.text
+    # after `complete` there is nothing more: 204 tells an EventSource to stop
+    done = await rdev.admin.get(f"/commands/{cid}/events", params={"last_event_id": f"{cid}:final"})
+    assert done.status_code == 204, done.text
 
 
 # whole-string validators
@@ -312,7 +315,6 @@ async def test_text_stored_with_a_lone_surrogate_never_breaks_a_read(on_db: Runn
         assert "\ufffd" in resp.text, path
     got = (await rdev.admin.get(f"/commands/{cmd.id}")).json()["data"]
     assert got["argv"] == ["echo", "\ufffd"]
-    stream = await rdev.admin.get(
-        f"/commands/{cmd.id}/events", params={"last_event_id": f"{cmd.id}:final"}
-    )
+    stream = await rdev.admin.get(f"/commands/{cmd.id}/events")
     assert stream.status_code == 200
+    assert "event: complete" in stream.text

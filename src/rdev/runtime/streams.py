@@ -248,6 +248,11 @@ class StreamHub:
                 return Resume() if after == 0 else _ahead(after, 0)
             return Resume(ended=True) if after is None else Resume(final=_complete(command))
         done = last.type is EventType.COMPLETE
+        if not done and is_terminal(command.status):
+            # a finished command whose log has lost its end (pruned in part, or written before
+            # the terminal events were transactional): end with a `complete` from its row
+            # rather than wait for one that will never come
+            return Resume(ended=True) if after is None else Resume(final=_complete(command))
         if after is None:
             return Resume(ended=True) if done else _ahead(after, last.seq)
         if after > last.seq:
