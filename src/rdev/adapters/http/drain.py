@@ -58,9 +58,10 @@ class InFlight:
         async def tracked(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state.started = True
-                headers = list(message.get("headers", ()))
-                if self.draining and not any(k.lower() == b"connection" for k, _ in headers):
-                    message = {**message, "headers": [*headers, _CLOSE]}
+                if self.draining:
+                    headers = list(message.get("headers", ()))
+                    if not any(k.lower() == b"connection" for k, _ in headers):
+                        message = {**message, "headers": [*headers, _CLOSE]}
             await send(message)
 
         try:

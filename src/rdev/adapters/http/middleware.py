@@ -46,15 +46,22 @@ def _text(raw: bytes) -> str | None:
     return text.decode(unquote_to_bytes(raw))
 
 
+def _plain(raw: bytes) -> bool:
+    """ASCII without a percent-escape or NUL: text, whatever the query's `+` stand for."""
+    return raw.isascii() and b"%" not in raw and b"\x00" not in raw
+
+
 def url_text_errors(scope: Scope) -> list[dict[str, str]]:
     """The path and query parameters that are not text, as 422 `fields` entries."""
+    raw_path = scope.get("raw_path")  # the path as sent; servers without it sent valid text
+    query: bytes = scope.get("query_string", b"")
+    if raw_path is not None and _plain(raw_path) and _plain(query):
+        return []  # the common case, decided in C: ASCII without escapes or NUL
     errors = []
     message = "must be percent-encoded UTF-8 without NUL"
-    raw_path = scope.get("raw_path")  # the path as sent; servers without it sent valid text
     bad_path = text.problem(scope["path"]) if raw_path is None else _text(raw_path) is None
     if bad_path:
         errors.append({"field": "path", "message": message})
-    query: bytes = scope.get("query_string", b"")
     for pair in query.split(b"&") if query else ():
         name, _, value = pair.replace(b"+", b" ").partition(b"=")
         decoded = _text(name)
