@@ -20,18 +20,18 @@ from tests.support import PG_ADMIN_URL, pg_reachable
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def _require_postgres() -> None:
     reason = pg_reachable()
     if reason is None:
         return
     message = f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({reason}); set RDEV_TEST_POSTGRES"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if _in_ci():
         pytest.fail(f"CI requires PostgreSQL: {message}", pytrace=False)
     pytest.skip(message)
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @pytest.hookimpl(hookwrapper=True)

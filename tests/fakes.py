@@ -256,6 +256,13 @@ class MemoryCommandStore:
             and x.lease_expires_at < now
         ]
 
+    async def leased_to(self, owner: str) -> list[Command]:
+        return [
+            x
+            for x in self.commands.values()
+            if x.status is CommandStatus.RUNNING and x.lease_owner == owner
+        ]
+
     async def record_claude_session(self, command_id: str, session_id: str) -> None:
         if (cmd := self.commands.get(command_id)) is not None:
             self.commands[command_id] = replace(cmd, claude=ClaudeResult(session_id=session_id))

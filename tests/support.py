@@ -336,3 +336,48 @@ def marked_processes(command_id: str) -> list[tuple[int, str]]:
         if state not in ("Z", "X") and entry in environ.split(b"\0"):
             found.append((int(proc.name), cmdline.strip()))
     return sorted(found)
+
+
+@asynccontextmanager
+async def two_replicas(
+    pg_url: str, root: Path, tmp_path: Path, **env: str
+) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """Two `rdev serve` processes on one PostgreSQL database, serving the workspaces under
+    `root`, each with a client holding one admin key (made with `rdev keys create`). `env`
+    adds settings (RDEV_LEASE_SECONDS=3 and a high RATE_LIMIT_RPS are given)."""
+    import sys
+
+    from rdev.bootstrap import build_store
+
+    store = build_store(Settings(database_url=pg_url))
+    await store.db.migrate()
+    await store.close()
+    base = {
+        "RDEV_DATABASE_URL": pg_url,
+        "RDEV_LOCAL_ROOT": str(root),
+        "RDEV_LEASE_SECONDS": "3",
+        "RATE_LIMIT_RPS": "1000",
+        **env,
+    }
+    replicas = [
+        await start_replica(
+            {**base, "RDEV_DATA_DIR": str(tmp_path / f"d{i}"), "RDEV_REPLICA_ID": f"r{i}"},
+            cwd=tmp_path,
+        )
+        for i in range(2)
+    ]
+    clients: list[httpx.AsyncClient] = []
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "rdev", "keys", "create", "--name", "t", "--scope", "admin",
+            env={**os.environ, **base}, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        key = (await proc.communicate())[0].decode().strip()
+        headers = {"Authorization": f"Bearer {key}"}
+        clients = [httpx.AsyncClient(base_url=r.url, headers=headers, timeout=30) for r in replicas]
+        yield clients
+    finally:
+        for client in clients:
+            await client.aclose()
+        for replica in replicas:
+            await replica.stop()

@@ -211,6 +211,10 @@ class CommandStore(Protocol):
 
     async def expired_leases(self, now: datetime) -> list[Command]: ...
 
+    async def leased_to(self, owner: str) -> list[Command]:
+        """The running commands whose lease names `owner`, however long it still runs."""
+        ...
+
     async def record_claude_session(self, command_id: str, session_id: str) -> None:
         """Store the Claude session a command runs in, as soon as the CLI names it."""
         ...

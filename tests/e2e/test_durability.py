@@ -25,6 +25,7 @@ from tests.support import (
     read_sse,
     serve,
     start_replica,
+    two_replicas,
     wait_status,
 )
 
@@ -133,30 +134,7 @@ async def test_two_replicas_share_the_queue_and_stream_each_others_commands(
 ) -> None:
     root = tmp_path / "ws"
     make_project(root, "shared", "max_concurrent_commands = 2\n")
-    store = build_store(Settings(database_url=pg_url))
-    await store.db.migrate()
-    await store.close()
-    base = {
-        "RDEV_DATABASE_URL": pg_url,
-        "RDEV_LOCAL_ROOT": str(root),
-        "RDEV_LEASE_SECONDS": "3",
-        "RATE_LIMIT_RPS": "1000",
-    }
-    replicas = [
-        await start_replica(
-            {**base, "RDEV_DATA_DIR": str(tmp_path / f"d{i}"), "RDEV_REPLICA_ID": f"r{i}"},
-            cwd=tmp_path,
-        )
-        for i in range(2)
-    ]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rdev", "keys", "create", "--name", "t", "--scope", "admin",
-        env={**os.environ, **base}, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    key = (await proc.communicate())[0].decode().strip()
-    headers = {"Authorization": f"Bearer {key}"}
-    clients = [httpx.AsyncClient(base_url=r.url, headers=headers, timeout=30) for r in replicas]
-    try:
+    async with two_replicas(pg_url, root, tmp_path) as clients:
         ids = []
         for i in range(6):
             body = {"argv": ["sh", "-c", GATE.format(flag=f"g{i}")]}
@@ -206,11 +184,6 @@ async def test_two_replicas_share_the_queue_and_stream_each_others_commands(
             "complete",
         ]
         assert len(set(owners.values())) >= 1
-    finally:
-        for client in clients:
-            await client.aclose()
-        for replica in replicas:
-            await replica.stop()
 
 
 async def _owner(pg_url: str, cid: str) -> str:

@@ -5,8 +5,6 @@ the queue positions given at submission are distinct and in the order commands w
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -15,10 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from rdev.bootstrap import build_store
-from rdev.config import Settings
 from tests.e2e.conftest import Launch
-from tests.support import Running, eventually, make_project, start_replica, wait_status
+from tests.support import Running, eventually, make_project, two_replicas, wait_status
 
 GATE = "while [ ! -f {flag} ]; do sleep 0.02; done"
 BURST = 50
@@ -162,36 +158,7 @@ async def test_two_replicas_on_one_postgres_hold_the_cap_and_limits_under_a_burs
     root = tmp_path / "ws"
     project = f"shared-{uuid.uuid4().hex[:8]}"
     make_project(root, project, f"max_concurrent_commands = {LIMIT}\n")
-    store = build_store(Settings(database_url=pg_url))
-    await store.db.migrate()
-    await store.close()
-    base = {
-        "RDEV_DATABASE_URL": pg_url,
-        "RDEV_LOCAL_ROOT": str(root),
-        "RDEV_LEASE_SECONDS": "3",
-        "RDEV_MAX_QUEUE": str(CAP),
-        "RATE_LIMIT_RPS": "1000",
-    }
-    replicas = [
-        await start_replica(
-            {**base, "RDEV_DATA_DIR": str(tmp_path / f"d{i}"), "RDEV_REPLICA_ID": f"r{i}"},
-            cwd=tmp_path,
-        )
-        for i in range(2)
-    ]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rdev", "keys", "create", "--name", "t", "--scope", "admin",
-        env={**os.environ, **base}, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    key = (await proc.communicate())[0].decode().strip()
-    headers = {"Authorization": f"Bearer {key}"}
-    clients = [httpx.AsyncClient(base_url=r.url, headers=headers, timeout=30) for r in replicas]
-    try:
+    async with two_replicas(pg_url, root, tmp_path, RDEV_MAX_QUEUE=str(CAP)) as clients:
         await _hold_every_slot(clients, project)
         accepted = await _burst(clients, project)
         await _drain_within_limit(clients, project, root / project, accepted, one_replica=False)
-    finally:
-        for client in clients:
-            await client.aclose()
-        for replica in replicas:
-            await replica.stop()

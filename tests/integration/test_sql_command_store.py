@@ -299,3 +299,16 @@ async def test_renewal_names_the_commands_to_stop(stores: Stores) -> None:
     assert [c.id for c in await stores.commands.expired_leases(LEASE + timedelta(minutes=1))] == []
     expired = await stores.commands.expired_leases(later + timedelta(seconds=1))
     assert sorted(c.id for c in expired) == ["cmd_a", "cmd_b"]
+
+
+async def test_leased_to_names_an_owners_running_commands_whatever_their_lease(
+    stores: Stores,
+) -> None:
+    for cid in ("cmd_a", "cmd_b", "cmd_c"):
+        await add(stores, make(cid))
+    await claim(stores, slots=3)  # claimed by r1
+    await stores.commands.finish("cmd_c", Finish(CommandStatus.LOST, T0), [])
+    far = LEASE + timedelta(days=365 * 50)
+    await stores.commands.renew_leases(owner="r1", command_ids=["cmd_a"], until=far)
+    assert sorted(c.id for c in await stores.commands.leased_to("r1")) == ["cmd_a", "cmd_b"]
+    assert await stores.commands.leased_to("r2") == []

@@ -239,11 +239,10 @@ class Dispatcher:
     async def _sweep_own_leftovers(self) -> None:
         """Commands still leased to this replica's id when it starts ran in a previous life of
         it (a crash, then a restart with the same id): none runs here, so they are lost now
-        rather than when their leases run out. The horizon takes every lease, however long."""
+        rather than when their leases run out."""
         now = self._clock()
-        horizon = now + timedelta(days=36500)
-        for cmd in await self._commands.expired_leases(horizon):
-            if cmd.lease_owner == self._replica and cmd.id not in self._running:
+        for cmd in await self._commands.leased_to(self._replica):
+            if cmd.id not in self._running:
                 await self._sweep(cmd, now, restarted=True)
 
     async def _sweep(self, cmd: Command, now: datetime, *, restarted: bool = False) -> None:

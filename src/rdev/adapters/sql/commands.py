@@ -379,6 +379,10 @@ class SqlCommandStore:
         )
         return await self._db.read(lambda conn: [_row_to_command(r) for r in conn.execute(q)])
 
+    async def leased_to(self, owner: str) -> list[Command]:
+        q = select(commands).where(c.status == CommandStatus.RUNNING.value, c.lease_owner == owner)
+        return await self._db.read(lambda conn: [_row_to_command(r) for r in conn.execute(q)])
+
     async def record_claude_session(self, command_id: str, session_id: str) -> None:
         q = update(commands).where(c.id == command_id).values(claude_session_id=session_id)
         await self._db.write(lambda conn: conn.execute(q))
