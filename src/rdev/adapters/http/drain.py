@@ -12,6 +12,7 @@ until the plan's deadline, and one that has not begun its response by then is an
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import socket
@@ -123,6 +124,10 @@ class DrainingServer(uvicorn.Server):
         self._signalled_at: float | None = None
         self._begun = False
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        freeze_heap()
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # a signal handler: note the time only; on_tick does the work on the event loop
         if self._signalled_at is None:
@@ -170,3 +175,22 @@ class DrainingServer(uvicorn.Server):
         if self.server_state.tasks:
             await asyncio.wait(set(self.server_state.tasks), timeout=max(0.0, within))
         return not self.server_state.tasks
+
+
+_frozen = False
+
+
+def freeze_heap() -> None:
+    """Move everything alive once the server has started (modules, the app, the SQLAlchemy and
+    psycopg machinery: most of the heap) out of the garbage collector's view, once per process.
+
+    Why: a full (generation 2) collection walks every tracked object, and the event writer's
+    pending output keeps enough objects alive long enough to trigger one every ~50,000 events on
+    PostgreSQL. Measured (bench.throughput, PostgreSQL, 3 runs of 200,000 events): 12 full
+    collections took 1.17 s, about 2 us per event, half the event loop's cost; frozen, 0.24 s.
+    Those objects live as long as the process, so nothing that could be freed is kept."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
