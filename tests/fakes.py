@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from rdev.domain.errors import Conflict, ExecFailed, InvalidInput, NotFound
+from rdev.domain.lifecycle import started_event
 from rdev.domain.models import (
     ClaudeResult,
     Command,
@@ -190,6 +191,8 @@ class MemoryCommandStore:
             )
             self.commands[cmd.id] = claimed
             chosen.append(claimed)
+        for cmd in chosen:
+            await self.log.append([started_event(cmd.id)])
         return chosen
 
     async def renew_leases(

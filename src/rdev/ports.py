@@ -158,14 +158,19 @@ class CommandStore(Protocol):
         ...
 
     async def enqueue(
-        self, command: Command, first_event: Callable[[int], Event], *, max_queue: int
+        self,
+        command: Command,
+        first_event: Callable[[int], Event],
+        *,
+        max_queue: int,
+        audit: AuditEntry | None = None,
     ) -> Enqueued:
         """Queue a command in one atomic step per project, across replicas: with its key id's
         idempotency key used already, answer that command; with `max_queue` commands of the
-        project queued, raise QueueFull; else insert it with `first_event(position)`. Within a
-        priority, commands join in the order they are enqueued (created_at is moved just past
-        the project's latest when the clock says otherwise), so the positions handed out are
-        distinct and claims follow them."""
+        project queued, raise QueueFull; else insert it with `first_event(position)` and the
+        `audit` entry, in one transaction. Within a priority, commands join in the order they
+        are enqueued (created_at is moved just past the project's latest when the clock says
+        otherwise), so the positions handed out are distinct and claims follow them."""
         ...
 
     async def get(self, command_id: str) -> Command | None: ...
@@ -188,7 +193,8 @@ class CommandStore(Protocol):
         project_limit: Callable[[str], int | None],
     ) -> list[Command]:
         """Atomically move up to `slots` queued commands to running, by priority then arrival,
-        never exceeding a project's limit across every replica."""
+        never exceeding a project's limit across every replica; each one's
+        `lifecycle.started_event` is written in the same transaction."""
         ...
 
     async def renew_leases(

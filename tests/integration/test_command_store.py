@@ -14,7 +14,16 @@ import pytest
 from rdev.bootstrap import Store, build_store
 from rdev.config import Settings
 from rdev.domain.errors import QueueFull
-from rdev.domain.models import Command, CommandKind, CommandStatus, Event, EventType, Priority
+from rdev.domain.models import (
+    AuditEntry,
+    Command,
+    CommandKind,
+    CommandStatus,
+    Event,
+    EventType,
+    Priority,
+)
+from rdev.ports import AuditFilter
 
 T0 = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -211,3 +220,42 @@ async def test_two_stores_claiming_at_once_never_exceed_a_project_limit(db_url: 
     finally:
         for s in stores:
             await s.close()
+
+
+# the start path: what is written with what (each commit is a WAL flush on PostgreSQL)
+
+
+async def test_a_claim_writes_each_commands_running_status_in_the_same_transaction(
+    store: Store,
+) -> None:
+    a, b = make_command("p"), make_command("q")
+    for cmd in (a, b):
+        await enqueue(store, cmd)
+    assert sorted(await claim(store, slots=5, limits={"p": 1, "q": 1})) == sorted([a.id, b.id])
+    for cmd in (a, b):
+        events = await store.events.read(cmd.id, after=0, limit=10)
+        assert [(e.seq, e.type, e.data.get("status")) for e in events] == [
+            (1, EventType.STATUS, "queued"),
+            (2, EventType.STATUS, "running"),
+        ]
+
+
+async def test_a_commands_submit_audit_entry_is_written_with_it_or_not_at_all(
+    store: Store,
+) -> None:
+    def entry(cmd: Command) -> AuditEntry:
+        return AuditEntry(
+            id=None, at=T0, action="command.submit", actor_key_id="key000000001",
+            target=cmd.id, client_ip="127.0.0.1", request_id="req", outcome="ok",
+            details={"project": cmd.project_id}, project=cmd.project_id,
+        )  # fmt: skip
+
+    kept = make_command()
+    await store.commands.enqueue(kept, first_event_of(kept), max_queue=1, audit=entry(kept))
+    refused = make_command()
+    with pytest.raises(QueueFull):
+        await store.commands.enqueue(
+            refused, first_event_of(refused), max_queue=1, audit=entry(refused)
+        )
+    page = await store.audit_log.list(AuditFilter(action="command.submit", limit=10))
+    assert [e.target for e in page.items] == [kept.id]

@@ -20,7 +20,7 @@ from rdev.adapters.sql.store import build_store
 from rdev.adapters.sql.tables import metadata
 from rdev.config import Settings
 from rdev.domain.errors import Conflict
-from rdev.domain.lifecycle import terminal_events
+from rdev.domain.lifecycle import CLAIMED_LAST_SEQ, terminal_events
 from rdev.domain.models import Command, CommandKind, CommandStatus, Event, EventType, Priority
 from rdev.ports import CommandFilter, CommandStore, EventLog, Finish
 from tests.fakes import MemoryCommandStore, MemoryEventLog
@@ -232,7 +232,9 @@ async def test_a_command_is_finished_once_and_its_events_are_written_once(
     await claim(stores, slots=1)
 
     def final(status: CommandStatus) -> list[Event]:
-        return terminal_events("cmd_a", last_seq=1, status=status, exit_code=None, duration_ms=5)
+        return terminal_events(
+            "cmd_a", last_seq=CLAIMED_LAST_SEQ, status=status, exit_code=None, duration_ms=5
+        )
 
     done = Finish(CommandStatus.SUCCEEDED, T0, exit_code=0)
     lost = Finish(CommandStatus.LOST, T0, error="lease expired")
@@ -246,7 +248,7 @@ async def test_a_command_is_finished_once_and_its_events_are_written_once(
     winner = CommandStatus.SUCCEEDED if results[0] else CommandStatus.LOST
     assert cmd.status is winner and cmd.lease_owner is None
     events = await stores.events.read("cmd_a", after=0, limit=100)
-    assert [e.seq for e in events] == [1, 2, 3]
+    assert [e.seq for e in events] == [1, 2, 3, 4]  # queued, running, the winner's two
     assert events[-1].data["status"] == winner.value
 
 
@@ -265,7 +267,7 @@ async def test_cancel_of_a_queued_command_and_its_claim_exclude_each_other(
         "cmd_b", last_seq=1, status=CommandStatus.CANCELLED, exit_code=None, duration_ms=0
     )
     assert not await stores.commands.cancel_queued("cmd_b", at=T0, final=final_b)
-    assert await stores.events.last_seq("cmd_b") == 1
+    assert await stores.events.last_seq("cmd_b") == CLAIMED_LAST_SEQ  # its claim's, not those
     assert not await stores.commands.finish(
         "cmd_a", Finish(CommandStatus.FAILED, T0), []
     )  # cancelled is terminal

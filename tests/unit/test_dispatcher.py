@@ -108,8 +108,10 @@ def test_an_expired_lease_of_another_replica_is_swept_to_lost() -> None:
         assert loop.time() <= LIMITS.lease_seconds / 3 + 1  # at the first renewal
         cmd = w.store.commands["cmd_gone"]
         assert cmd.error == "lease expired" and cmd.lease_owner is None
-        assert w.types("cmd_gone") == ["status", "status", "error", "complete"]
-        assert w.events("cmd_gone")[2].data["code"] == "LEASE_EXPIRED"
+        # queued, running (written by the claim), then the sweep's lost, error and complete
+        assert w.types("cmd_gone") == ["status", "status", "status", "error", "complete"]
+        assert w.events("cmd_gone")[1].data == {"status": "running"}
+        assert w.events("cmd_gone")[3].data["code"] == "LEASE_EXPIRED"
         assert [(cid, f.status) for cid, f in w.ended] == [("cmd_gone", CommandStatus.LOST)]
         await eventually(lambda: w.backend.killed == ["cmd_gone"])  # its processes too
         await d.stop(grace_seconds=0, kill_wait_seconds=5)
@@ -129,7 +131,7 @@ def test_commands_of_a_previous_life_of_this_replica_are_lost_at_once() -> None:
         await d.start()
         await eventually(lambda: w.store.commands["cmd_old"].status is CommandStatus.LOST)
         assert loop.time() < 1
-        assert w.events("cmd_old")[2].data["code"] == "REPLICA_RESTARTED"
+        assert w.events("cmd_old")[3].data["code"] == "REPLICA_RESTARTED"
         await d.stop(grace_seconds=0, kill_wait_seconds=5)
 
     run_virtual(main)

@@ -39,6 +39,17 @@ def elapsed_ms(started_at: datetime | None, now: datetime) -> int:
     return int((now - (started_at or now)).total_seconds() * 1000)
 
 
+# A claim moves a command from `queued` (whose log holds exactly its first event) to `running`
+# and writes this second event with it, in one transaction: the runner starts after it.
+CLAIMED_LAST_SEQ = 2
+
+
+def started_event(command_id: str) -> Event:
+    """The `running` status event a claim writes (sequence 2)."""
+    data = {"status": CommandStatus.RUNNING.value}
+    return Event(command_id, CLAIMED_LAST_SEQ, EventType.STATUS, data, '{"status":"running"}')
+
+
 def terminal_events(
     command_id: str,
     *,

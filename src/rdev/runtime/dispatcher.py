@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from rdev.domain.lifecycle import elapsed_ms, terminal_events
+from rdev.domain.lifecycle import elapsed_ms, started_event, terminal_events
 from rdev.domain.models import Command, CommandStatus
 from rdev.ports import Backend, Bus, CommandStore, EventLog, Finish
 from rdev.runtime.limits import DispatchLimits
@@ -133,6 +133,8 @@ class Dispatcher:
             project_limit=self._limit_for,
         )
         for cmd in claimed:
+            # the claim wrote its `running` status: readers see it before the process starts
+            await self._hub.publish([started_event(cmd.id)])
             self._launch(cmd)
 
     async def _refresh_limits(self) -> None:

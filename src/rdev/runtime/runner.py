@@ -13,7 +13,7 @@ import structlog
 
 from rdev.domain import settings
 from rdev.domain.errors import RdevError
-from rdev.domain.lifecycle import elapsed_ms, status_for_exit, terminal_events
+from rdev.domain.lifecycle import CLAIMED_LAST_SEQ, elapsed_ms, status_for_exit, terminal_events
 from rdev.domain.models import ClaudeResult, Command, CommandKind, CommandStatus, EventType
 from rdev.ports import (
     Backend,
@@ -33,9 +33,6 @@ from rdev.runtime.streams import StreamHub
 from rdev.runtime.writer import EventWriter
 
 log = structlog.get_logger(__name__)
-# A command is claimed straight from `queued`, whose log holds exactly its first event; cancel
-# of a queued command and the claim exclude each other (both change the status atomically).
-CLAIMED_LAST_SEQ = 1
 EndHook = Callable[[Command, Finish], Awaitable[None]]  # told once a command has ended
 
 
@@ -97,11 +94,9 @@ class Runner:
                 project, cmd.argv, env=cmd.env, cwd=cmd.cwd, command_id=cmd.id
             )
         except RdevError as e:
-            await writer.add(EventType.STATUS, {"status": CommandStatus.RUNNING.value})
             await self._finish(writer, CommandStatus.FAILED, None, (e.code, e.message))
             return
-        # queued before it has output: the writer keeps order, and the process is already up
-        await writer.add(EventType.STATUS, {"status": CommandStatus.RUNNING.value})
+        # the claim wrote the `running` status (lifecycle.started_event): the log goes on from it
         status, exit_code, error = await self._supervise(execution, writer)
         await self._finish(writer, status, exit_code, error)
 

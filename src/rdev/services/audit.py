@@ -59,21 +59,37 @@ class AuditService:
     ) -> None:
         """`record` with details as one dict, which may name a project of its own (a denied
         one, say) besides the one the entry is about."""
+        await self._log.append(
+            self.entry(
+                action, actor=actor, details=details, target=target, outcome=outcome,
+                project=project,
+            )  # fmt: skip
+        )
+
+    def entry(
+        self,
+        action: str,
+        *,
+        actor: Actor,
+        details: dict[str, Any],
+        target: str | None = None,
+        outcome: str = "ok",
+        project: str | None = None,
+    ) -> AuditEntry:
+        """The entry `write` would write, for a store to write with the change it records."""
         if project is not None:
             details = {"project": project, **details}
-        await self._log.append(
-            AuditEntry(
-                id=None,
-                at=self._clock(),
-                action=action,
-                actor_key_id=actor.key_id,
-                target=target,
-                client_ip=actor.client_ip,
-                request_id=actor.request_id,
-                outcome=outcome,
-                details=details,
-                project=project,
-            )
+        return AuditEntry(
+            id=None,
+            at=self._clock(),
+            action=action,
+            actor_key_id=actor.key_id,
+            target=target,
+            client_ip=actor.client_ip,
+            request_id=actor.request_id,
+            outcome=outcome,
+            details=details,
+            project=project,
         )
 
     async def command_ended(self, command: Command, finish: Finish) -> None:

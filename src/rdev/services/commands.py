@@ -158,27 +158,26 @@ class CommandService:
             request_hash=request_hash,
             on_output_limit=sub.on_output_limit,
         )
-        # the cap, the position and the insert are one atomic step in the store (QueueFull)
+        # the cap, the position, the insert and its audit entry are one atomic step (QueueFull)
         queued = await self._store.enqueue(
             cmd,
             lambda position: Event(
                 cmd.id, 1, EventType.STATUS, {"status": "queued", "queue_position": position}
             ),
             max_queue=self._max_queue,
+            audit=self._audit.entry(
+                "command.submit",
+                actor=actor,
+                target=cmd.id,
+                project=cmd.project_id,
+                details={"kind": cmd.kind.value, "argv": _audit_argv(cmd)},
+            ),
         )
         if not queued.created or queued.event is None:  # an identical request came first
             return await self._replay(queued.command, request_hash)
         cmd = queued.command
         await self._hub.publish([queued.event])
         await self._dispatcher.notify_queue()
-        await self._audit.record(
-            "command.submit",
-            actor=actor,
-            target=cmd.id,
-            project=cmd.project_id,
-            kind=cmd.kind.value,
-            argv=_audit_argv(cmd),
-        )
         return Submitted(cmd, queued.position, created=True)
 
     async def _replay(self, existing: Command, request_hash: str) -> Submitted:

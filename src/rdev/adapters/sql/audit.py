@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import Connection, insert, or_, select
 
 from rdev.adapters.sql.db import Database, utc
 from rdev.adapters.sql.tables import audit_log
@@ -34,22 +34,31 @@ _INSERT = insert(audit_log)
 _CURSOR = re.compile(r"[0-9]{1,18}")  # an id, within a signed 64-bit integer
 
 
+def _row(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "at": utc(entry.at),
+        "action": entry.action,
+        "actor_key_id": entry.actor_key_id,
+        "target": entry.target,
+        "client_ip": entry.client_ip,
+        "request_id": entry.request_id,
+        "outcome": entry.outcome,
+        "details": entry.details,
+        "project": entry.project,
+    }
+
+
+def insert_entry(conn: Connection, entry: AuditEntry) -> None:
+    """Write an entry within another store's transaction (a command and its submit entry)."""
+    conn.execute(_INSERT, _row(entry))
+
+
 class SqlAuditLog:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def append(self, entry: AuditEntry) -> None:
-        row = {
-            "at": utc(entry.at),
-            "action": entry.action,
-            "actor_key_id": entry.actor_key_id,
-            "target": entry.target,
-            "client_ip": entry.client_ip,
-            "request_id": entry.request_id,
-            "outcome": entry.outcome,
-            "details": entry.details,
-            "project": entry.project,
-        }
+        row = _row(entry)
         await self._db.write(lambda conn: conn.execute(_INSERT, row), one_statement=True)
 
     async def list(self, flt: AuditFilter) -> Page[AuditEntry]:

@@ -36,10 +36,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import BindParameter
 
 from rdev.adapters.sql.db import CLAIM_LOCK, QUEUE_LOCK, Database, utc
+from rdev.adapters.sql.audit import insert_entry
 from rdev.adapters.sql.events import insert_events
 from rdev.adapters.sql.tables import commands
 from rdev.domain.errors import InvalidInput, QueueFull
+from rdev.domain.lifecycle import started_event
 from rdev.domain.models import (
+    AuditEntry,
     ClaudeResult,
     Command,
     CommandKind,
@@ -180,7 +183,12 @@ class SqlCommandStore:
         return command
 
     async def enqueue(
-        self, command: Command, first_event: Callable[[int], Event], *, max_queue: int
+        self,
+        command: Command,
+        first_event: Callable[[int], Event],
+        *,
+        max_queue: int,
+        audit: AuditEntry | None = None,
     ) -> Enqueued:
         sqlite = self._db.is_sqlite
 
@@ -200,6 +208,8 @@ class SqlCommandStore:
             event = first_event(position)
             conn.execute(_INSERT, _values(cmd))
             insert_events(conn, [event])
+            if audit is not None:
+                insert_entry(conn, audit)
             return Enqueued(cmd, position, event, created=True)
 
         try:
@@ -285,6 +295,8 @@ class SqlCommandStore:
                         "lease_expires_at": lease_until,
                     },
                 )
+                for x in chosen:
+                    insert_events(conn, [started_event(x.id)])
             return chosen
 
         chosen = await self._db.write(claim)
