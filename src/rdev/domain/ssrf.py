@@ -24,6 +24,15 @@ _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _BENCHMARK = ipaddress.ip_network("198.18.0.0/15")
 _UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
+# Not globally reachable per the IANA registries, but `is_global` in some Python releases
+# still says so: named here so the policy does not depend on the interpreter's patch level.
+_IETF_V4 = ipaddress.ip_network("192.0.0.0/24")
+_IETF_V4_GLOBAL = {ipaddress.ip_address("192.0.0.9"), ipaddress.ip_address("192.0.0.10")}
+_EXTRA_V6 = {
+    ipaddress.ip_network("2001:2::/48"): "benchmarking",
+    ipaddress.ip_network("3fff::/20"): "documentation",
+    ipaddress.ip_network("5f00::/16"): "reserved",
+}
 MAX_URL_LENGTH = 2000
 
 
@@ -130,10 +139,16 @@ def _class_of(address: Address) -> str | None:  # noqa: C901 - one question per 
             return "shared"
         if address in _BENCHMARK:
             return "benchmarking"
+        if address in _IETF_V4 and address not in _IETF_V4_GLOBAL:
+            return "ietf_protocol"
     elif address in _UNIQUE_LOCAL:
         return "unique_local"
     elif address.is_site_local:
         return "site_local"
+    else:
+        for net, name in _EXTRA_V6.items():
+            if address in net:
+                return name
     if address.is_reserved:
         return "reserved"
     if address.is_private:
