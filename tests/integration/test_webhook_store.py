@@ -100,7 +100,7 @@ async def test_start_and_finish_report_duration_exit_code_claude_and_truncation(
         command("c1", kind=CommandKind.CLAUDE), lambda _p: first("c1"), max_queue=10
     )
     started = datetime.now(UTC)
-    (claimed,) = await store.commands.claim(
+    (_claimed,) = await store.commands.claim(
         owner="r", lease_until=started + timedelta(minutes=1), now=started, slots=1,
         project_limit=lambda _p: 5,
     )  # fmt: skip
