@@ -85,10 +85,19 @@ def test_public_addresses_pass(address: str) -> None:
     assert refusal(ipaddress.ip_address(address)) is None
 
 
-@pytest.mark.parametrize("address", ["::ffff:8.8.8.8", "64:ff9b::808:808"])
-def test_ipv6_forms_of_public_ipv4_are_still_not_global(address: str) -> None:
-    # never connected to as such: rdev connects to the IPv4 address itself
-    assert refusal(ipaddress.ip_address(address)) is not None
+@pytest.mark.parametrize(
+    ("address", "form"),
+    [
+        ("::ffff:8.8.8.8", "ipv4_mapped"),
+        ("64:ff9b::808:808", "nat64"),
+        ("2002:808:808::1", "6to4"),
+        ("::8.8.8.8", "ipv4_compatible"),
+    ],
+)
+def test_ipv6_forms_of_public_ipv4_are_refused_too(address: str, form: str) -> None:
+    # never connected to as such: a receiver there is reached at the IPv4 address itself
+    assert refusal(ipaddress.ip_address(address)) == form
+    assert refusal(ipaddress.ip_address(address), parse_cidrs("8.8.8.8/32")) == form
 
 
 def test_operator_cidrs_allow_exactly_what_they_name() -> None:
@@ -98,7 +107,8 @@ def test_operator_cidrs_allow_exactly_what_they_name() -> None:
     assert refusal(ipaddress.ip_address("127.0.0.2"), allowed) == "loopback"
     assert refusal(ipaddress.ip_address("10.21.0.1"), allowed) == "private"
     # an IPv4 CIDR does not open the IPv6 forms of the same address
-    assert refusal(ipaddress.ip_address("::ffff:127.0.0.2"), allowed) is not None
+    assert refusal(ipaddress.ip_address("::ffff:127.0.0.1"), allowed) == "ipv4_mapped"
+    assert refusal(ipaddress.ip_address("::ffff:127.0.0.2"), allowed) == "ipv4_mapped:loopback"
     assert refusal(ipaddress.ip_address("::1"), allowed) == "loopback"
 
 

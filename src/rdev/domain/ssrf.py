@@ -3,7 +3,8 @@
 An allow-list, not a deny-list: an address is allowed when an operator's CIDR
 (`RDEV_WEBHOOK_ALLOWED_CIDRS`) contains it, or else when it is globally routable
 (`ipaddress`'s `is_global`) and not multicast. IPv6 forms that carry an IPv4 address
-(IPv4-mapped, IPv4-compatible, 6to4, NAT64) are judged by the address they carry as well. The
+(IPv4-mapped, IPv4-compatible, 6to4, NAT64) are always refused, named by the class of the
+address they carry. The
 check is made on the address actually connected to (see adapters/webhooks/transport.py), so a
 name that resolves differently later (DNS rebinding) cannot pass."""
 
@@ -88,9 +89,10 @@ def refusal(address: Address, allowed: Sequence[Network] = ()) -> str | None:
     if isinstance(address, ipaddress.IPv6Address):
         embedded = _embedded_ipv4(address)
         if embedded is not None:
+            # never connected to in this form, even when it carries a public or allowed IPv4
+            # address: a receiver there is reached at the IPv4 address itself
             inner = refusal(embedded, allowed)
-            if inner is not None:
-                return f"{_ipv6_form(address)}:{inner}"
+            return f"{_ipv6_form(address)}:{inner}" if inner else _ipv6_form(address)
     return _class_of(address)
 
 

@@ -124,7 +124,8 @@ class DeliveryWorker:
     async def _deliver(self, claimed: Claimed) -> None:
         attempt, succeeded = await self._sender.send(claimed)
         delay = None if succeeded else self._schedule.delay(claimed.attempt)
-        next_at = attempt.at + timedelta(seconds=delay) if delay is not None else None
+        # counted from the end of the failed attempt: a slow failure does not eat the wait
+        next_at = self._clock() + timedelta(seconds=delay) if delay is not None else None
         try:
             disabled = await self._store.record(
                 claimed,
