@@ -8,10 +8,16 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from alembic import command as alembic
+from alembic.config import Config
+from sqlalchemy import create_engine, text
 
-from rdev.adapters.sql.store import Store
+from rdev.adapters.sql import db
+from rdev.adapters.sql.store import Store, build_store
+from rdev.config import Settings
 from rdev.domain.errors import InvalidInput, QueueFull
 from rdev.domain.models import (
     ApiKey,
@@ -229,3 +235,39 @@ async def test_deliveries_page_with_a_cursor_and_redeliver_restarts(store: Store
         if c.delivery.id == target.delivery.id
     ]
     assert again.attempt == 1 and again.delivery.payload == target.delivery.payload
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_migration_0007_upgrades_a_database_with_data(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'old.db'}"
+        if kind == "sqlite"
+        else str(request.getfixturevalue("own_pg_url"))
+    )
+    sync = create_engine(url)
+    with sync.begin() as conn:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(db.MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        alembic.upgrade(cfg, "0005")
+        conn.execute(
+            text("INSERT INTO commands (id, project_id, kind, argv, status, priority, "
+                 "priority_rank, created_at, timeout_seconds, env, cancel_requested, "
+                 "output_bytes, truncated, lease_owner) VALUES ('cmd_old', 'a', 'shell', "
+                 "'[\"true\"]', 'running', 'normal', 1, '2026-11-01 00:00:00+00', 60, '{}', "
+                 "false, 0, false, 'r')")
+        )  # fmt: skip
+    sync.dispose()
+    store = build_store(Settings(database_url=url))
+    try:
+        await store.db.migrate()
+        await setup(store)
+        final = [Event("cmd_old", 2, EventType.STATUS, {"status": "succeeded"})]
+        done = Finish(CommandStatus.SUCCEEDED, datetime.now(UTC), exit_code=0)
+        assert await store.commands.finish("cmd_old", done, final)
+        got = [b["data"]["command_id"] for _, b in await events_of(store, "wh_a")]
+        assert "cmd_old" in got
+    finally:
+        await store.close()
