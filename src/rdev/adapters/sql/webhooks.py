@@ -180,6 +180,11 @@ class Outbox:
             },
         )
 
+    def added(self) -> None:
+        """A delivery was added outside a staged change (a ping, a redelivery): wake up."""
+        self._staged += 1
+        self.flush()
+
     def flush(self) -> None:
         if self._staged:
             self._staged = 0
@@ -259,9 +264,16 @@ class SqlWebhookStore:
     async def add_delivery(self, webhook_id: str, event: WebhookEvent, payload: str) -> Delivery:
         row = _new_delivery(webhook_id, event, payload, self._now())
         await self._db.write(lambda conn: conn.execute(insert(webhook_deliveries), row))
-        self.outbox._staged += 1
-        self.outbox.flush()
-        return _row_to_delivery(_Row(row))
+        self.outbox.added()
+        return Delivery(
+            id=row["id"],
+            webhook_id=webhook_id,
+            event=event,
+            payload=payload,
+            status=DeliveryStatus.PENDING,
+            created_at=row["created_at"],
+            next_attempt_at=row["next_attempt_at"],
+        )
 
     async def deliveries(
         self, webhook_id: str, *, cursor: str | None, limit: int
@@ -309,8 +321,7 @@ class SqlWebhookStore:
         )
         done = await self._db.write(lambda conn: conn.execute(q).rowcount == 1)
         if done:
-            self.outbox._staged += 1
-            self.outbox.flush()
+            self.outbox.added()
         return done
 
     async def claim(self, *, owner: str, lease_until: datetime, limit: int) -> list[Claimed]:
@@ -451,8 +462,3 @@ def _webhook_values(hook: Webhook) -> dict[str, Any]:
         "created_at": hook.created_at,
         "updated_at": hook.updated_at,
     }
-
-
-class _Row:
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)

@@ -20,10 +20,17 @@ from rdev.domain.ssrf import Address, Network, check_address, literal_address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
+RESOLVE_SECONDS = 5.0
+
+
 async def system_resolver(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )
+    try:
+        async with asyncio.timeout(RESOLVE_SECONDS):
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+            )
+    except TimeoutError as e:
+        raise OSError(f"resolving {host} took over {RESOLVE_SECONDS:g} s") from e
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
