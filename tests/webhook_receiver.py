@@ -76,3 +76,22 @@ async def receiver(**options: Any) -> AsyncIterator[Receiver]:
         yield rec
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def redirector(location: str) -> AsyncIterator[str]:
+    """A server answering every POST with 307 to `location`."""
+
+    async def handle(_request: web.Request) -> web.Response:
+        return web.Response(status=307, headers={"Location": location})
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    finally:
+        await runner.cleanup()
