@@ -34,6 +34,8 @@ class Receiver:
     status_on_failure: int = 500
     delay: float = 0.0
     received: list[Received] = field(default_factory=list)
+    inflight: int = 0
+    max_inflight: int = 0
 
     def of_type(self, event: str) -> list[Received]:
         return [r for r in self.received if r.body.get("type") == event]
@@ -56,8 +58,13 @@ class Receiver:
             status = self.status_on_failure
         item = Received(headers.get("webhook-id", ""), body, time.monotonic(), verified, status)
         self.received.append(item)
-        if self.delay:
-            await asyncio.sleep(self.delay)  # the slow receiver under test, not a wait
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)  # the slow receiver under test, not a wait
+        finally:
+            self.inflight -= 1
         return web.Response(status=status, text="ok" if status == 200 else "try again")
 
 

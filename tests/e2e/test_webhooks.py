@@ -278,3 +278,16 @@ async def test_scope_grants_ownership_and_secret_rotation(launch: Launch) -> Non
         assert rec.received[-1].verified
         assert (await demo_only.delete(f"/webhooks/{hook['id']}")).status_code == 200
         assert (await demo_only.get(f"/webhooks/{hook['id']}")).status_code == 404
+
+
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+async def test_delivery_concurrency_is_bounded(launch: Launch) -> None:
+    async with receiver(delay=1.0) as rec, launch(**FAST, webhook_concurrency=2) as rdev:
+        hook = await subscribe(rdev.admin, rec, ["command.completed"])
+        start = time.monotonic()
+        for _ in range(6):
+            assert (await rdev.admin.post(f"/webhooks/{hook['id']}/test")).status_code == 202
+        await eventually(lambda: len(rec.received) == 6 and rec.inflight == 0, timeout=20)
+        took = time.monotonic() - start
+    assert rec.max_inflight == 2  # two at once, never more
+    assert took >= 2.9  # six 1-second answers, two at a time: three rounds
