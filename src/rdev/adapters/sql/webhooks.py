@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from rdev.adapters.sql.db import Database, utc
 from rdev.adapters.sql.keys import _row_to_key as row_to_key
@@ -408,8 +408,19 @@ class SqlWebhookStore:
         return await self._db.write(record)
 
     async def next_due(self) -> datetime | None:
-        q = select(d.next_attempt_at).where(d.status == _PENDING).order_by(d.next_attempt_at)
-        return await self._db.read(lambda conn: utc(conn.execute(q.limit(1)).scalar()))
+        """When the next delivery that nobody holds falls due (deliveries in flight, and
+        those of disabled webhooks, would otherwise look due at once, every time)."""
+        now = self._now()
+        q = (
+            select(func.min(d.next_attempt_at))
+            .join(webhooks_t, w.id == d.webhook_id)
+            .where(
+                d.status == _PENDING,
+                or_(d.lease_until.is_(None), d.lease_until < now),
+                w.enabled.is_(True),
+            )
+        )
+        return await self._db.read(lambda conn: utc(conn.execute(q).scalar()))
 
     def _now(self) -> datetime:
         return self.outbox._clock()
