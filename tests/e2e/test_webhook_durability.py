@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support import eventually, make_project, start_replica, two_replicas, wait_status
 from tests.webhook_receiver import Receiver, receiver
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]  # ~40 s each on a loaded machine
 
 WEBHOOK_ENV = {
     "RDEV_WEBHOOK_ALLOW_HTTP": "true",
@@ -96,6 +99,7 @@ async def test_deliveries_survive_a_kill_9_mid_schedule_and_arrive_once(tmp_path
     print(f"\nkill -9 mid-schedule: 3 deliveries, {len(rec.received)} attempts, none lost or twice")
 
 
+@pytest.mark.postgres
 async def test_two_replicas_deliver_each_event_once(pg_url: str, tmp_path: Path) -> None:
     root = tmp_path / "ws"
     make_project(root, "demo")
