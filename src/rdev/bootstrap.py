@@ -26,6 +26,8 @@ from rdev.adapters.http.state import HttpServices
 from rdev.adapters.local.backend import LocalBackend
 from rdev.adapters.local.demo import ensure_demo_project
 from rdev.adapters.sql.store import Store, build_store
+from rdev.adapters.webhooks.build import build_webhooks
+from rdev.adapters.webhooks.worker import WEBHOOKS_TOPIC, DeliveryWorker
 from rdev.clock import utcnow
 from rdev.config import Settings
 from rdev.ports import Backend, Bus
@@ -63,7 +65,8 @@ def build_bus(settings: Settings) -> Bus:
         from rdev.adapters.bus.postgres import PostgresBus
 
         dsn = "postgresql://" + url.split("://", 1)[1]
-        return PostgresBus(dsn, (EVENTS_TOPIC, QUEUE_TOPIC, CANCEL_TOPIC, KEYS_TOPIC))
+        topics = (EVENTS_TOPIC, QUEUE_TOPIC, CANCEL_TOPIC, KEYS_TOPIC, WEBHOOKS_TOPIC)
+        return PostgresBus(dsn, topics)
     return InProcessBus()
 
 
@@ -76,6 +79,7 @@ class App:
     hub: StreamHub
     dispatcher: Dispatcher
     services: HttpServices
+    deliveries: DeliveryWorker
     http: FastAPI = field(init=False)
     demo: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -88,6 +92,7 @@ class App:
             await asyncio.to_thread(ensure_demo_project, self.settings.workspace_root)
         await self.bus.start()
         await self.dispatcher.start()
+        await self.deliveries.start()
         self._tasks.append(asyncio.create_task(self._prune_forever(), name="event-prune"))
         log.info("rdev.started", backend=self.backend.name, replica=self.settings.replica)
 
@@ -112,6 +117,7 @@ class App:
         for task in self._tasks:
             task.cancel()
         assert self._stopping is not None
+        await self.deliveries.stop()  # attempts in flight are made again after their lease
         await self._stopping
         await self.bus.close()
         await self.services.limits.close()
@@ -168,6 +174,7 @@ def build(
         clock=clock,
         on_end=audit.command_ended,
     )
+    webhook_service, deliveries = build_webhooks(settings, store, bus, audit, clock=clock)
     readiness = Readiness({"database": store.db.ping, "backend": backend.check})
     limits = Limits(
         rps=settings.rate_limit_rps,
@@ -203,9 +210,10 @@ def build(
         stream_slots=StreamSlots(
             per_key=settings.max_streams_per_key, per_replica=stream_capacity(settings)
         ),
+        webhooks=webhook_service,
         heartbeat_seconds=settings.sse_heartbeat_seconds,
     )
-    app = App(settings, store, backend, bus, hub, dispatcher, services, demo=demo)
+    app = App(settings, store, backend, bus, hub, dispatcher, services, deliveries, demo=demo)
     app.http = create_app(
         services,
         max_body_bytes=settings.max_body_bytes,

@@ -191,6 +191,44 @@ class Settings(BaseSettings):
     def replica(self) -> str:
         return self.replica_id or f"{socket.gethostname()}-{os.getpid()}"
 
+    # --- Webhooks (issue #11; docs/webhooks.md) ---
+    webhook_allow_http: bool = Field(False, validation_alias=_env("RDEV_WEBHOOK_ALLOW_HTTP"))
+    webhook_allowed_cidrs: str = Field("", validation_alias=_env("RDEV_WEBHOOK_ALLOWED_CIDRS"))
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, validation_alias=_env("RDEV_WEBHOOK_TIMEOUT_SECONDS")
+    )
+    webhook_concurrency: int = Field(
+        16, ge=1, le=1000, validation_alias=_env("RDEV_WEBHOOK_CONCURRENCY")
+    )
+    webhook_max_attempts: int = Field(
+        12, ge=1, le=100, validation_alias=_env("RDEV_WEBHOOK_MAX_ATTEMPTS")
+    )
+    webhook_retry_first_seconds: float = Field(
+        10.0, gt=0, validation_alias=_env("RDEV_WEBHOOK_RETRY_FIRST_SECONDS")
+    )
+    webhook_retry_factor: float = Field(
+        3.0, ge=1, validation_alias=_env("RDEV_WEBHOOK_RETRY_FACTOR")
+    )
+    webhook_retry_max_seconds: float = Field(
+        5 * 3600.0, gt=0, validation_alias=_env("RDEV_WEBHOOK_RETRY_MAX_SECONDS")
+    )
+    webhook_retry_jitter: float = Field(
+        0.2, ge=0, lt=1, validation_alias=_env("RDEV_WEBHOOK_RETRY_JITTER")
+    )
+    webhook_disable_after_seconds: float = Field(
+        3 * 86400.0, gt=0, validation_alias=_env("RDEV_WEBHOOK_DISABLE_AFTER_SECONDS")
+    )
+    webhook_poll_seconds: float = Field(
+        5.0, gt=0, le=300, validation_alias=_env("RDEV_WEBHOOK_POLL_SECONDS")
+    )
+
+    @field_validator("webhook_allowed_cidrs")
+    @classmethod
+    def _webhook_cidrs(cls, value: str) -> str:
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            ipaddress.ip_network(item, strict=False)
+        return value
+
 
 _FIELD_ENV = {
     name: (

@@ -18,6 +18,7 @@ from rdev.domain.models import (
     Page,
     Project,
 )
+from rdev.domain.webhooks import Delivery, Webhook, WebhookEvent
 
 StreamName = Literal["stdout", "stderr"]
 
@@ -297,3 +298,32 @@ class Bus(Protocol):
     def subscribe(self, topic: str, listener: Listener) -> Callable[[], None]:
         """Register a listener; returns a function that removes it."""
         ...
+
+
+class WebhookStore(Protocol):
+    """Webhooks and their deliveries (adapters/sql/webhooks.py). Deliveries of changes are
+    added by the stores that make the changes, in the same transaction (the outbox)."""
+
+    async def add(self, hook: Webhook, secret: str) -> None: ...
+
+    async def get(self, webhook_id: str) -> Webhook | None: ...
+
+    async def all(self) -> list[Webhook]: ...
+
+    async def update(self, hook: Webhook) -> None: ...
+
+    async def set_secret(self, webhook_id: str, secret: str) -> None: ...
+
+    async def delete(self, webhook_id: str) -> None: ...
+
+    async def add_delivery(
+        self, webhook_id: str, event: WebhookEvent, payload: str
+    ) -> Delivery: ...
+
+    async def deliveries(
+        self, webhook_id: str, *, cursor: str | None, limit: int
+    ) -> Page[Delivery]: ...
+
+    async def delivery(self, webhook_id: str, delivery_id: str) -> Delivery | None: ...
+
+    async def redeliver(self, webhook_id: str, delivery_id: str) -> bool: ...

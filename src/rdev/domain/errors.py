@@ -157,3 +157,9 @@ def spawn_failure(program: str, errno_name: str, reason: str = "") -> str:
 
 class InvalidEventId(InvalidInput):
     code = "INVALID_EVENT_ID"
+
+
+class WebhookUrlRefused(InvalidInput):
+    """A webhook URL outside the SSRF policy (domain/ssrf.py): scheme, form or address."""
+
+    code = "WEBHOOK_URL_REFUSED"

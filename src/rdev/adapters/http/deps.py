@@ -143,6 +143,7 @@ ShellRun = Annotated[Caller, Depends(KeyAuth(Scope.COMMANDS_SHELL))]
 GitRun = Annotated[Caller, Depends(KeyAuth(Scope.COMMANDS_GIT))]
 ConfigRead = Annotated[Caller, Depends(KeyAuth(Scope.CONFIG_READ))]
 ConfigWrite = Annotated[Caller, Depends(KeyAuth(Scope.CONFIG_WRITE))]
+WebhooksManage = Annotated[Caller, Depends(KeyAuth(Scope.WEBHOOKS_MANAGE))]
 
 
 LeanHandler = Callable[[Request, Caller, HttpServices], Awaitable[Response]]

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
@@ -52,7 +52,11 @@ from rdev.domain.models import (
     Page,
     Priority,
 )
+from rdev.domain.webhooks import WebhookEvent
 from rdev.ports import CommandFilter, Enqueued, Finish
+
+if TYPE_CHECKING:
+    from rdev.adapters.sql.webhooks import Outbox
 
 c = commands.c
 _TICK = timedelta(microseconds=1)  # the finest step both databases store
@@ -162,8 +166,10 @@ _FINISH = update(commands).where(c.id == bindparam("b_id"), c.status == _RUNNING
 
 
 class SqlCommandStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, outbox: Outbox | None = None) -> None:
         self._db = db
+        # webhooks: each change's deliveries are added in its own transaction
+        self._outbox = outbox or _NoOutbox()
 
     async def add(self, command: Command, first_event: Event) -> Command:
         values = _values(command)
@@ -171,9 +177,11 @@ class SqlCommandStore:
         def add(conn: Connection) -> None:
             conn.execute(_INSERT, values)
             insert_events(conn, [first_event])
+            self._outbox.command(conn, WebhookEvent.COMMAND_QUEUED, command)
 
         try:
             await self._db.write(add)
+            self._outbox.flush()
         except IntegrityError:
             if command.key_id and command.idempotency_key:
                 existing = await self.find_idempotent(command.key_id, command.idempotency_key)
@@ -210,10 +218,13 @@ class SqlCommandStore:
             insert_events(conn, [event])
             if audit is not None:
                 insert_entry(conn, audit)
+            self._outbox.command(conn, WebhookEvent.COMMAND_QUEUED, cmd)
             return Enqueued(cmd, position, event, created=True)
 
         try:
-            return await self._db.write(enqueue)
+            enqueued = await self._db.write(enqueue)
+            self._outbox.flush()
+            return enqueued
         except IntegrityError:
             # the same idempotency key for another project at the same moment: another lock
             if command.key_id and command.idempotency_key:
@@ -297,9 +308,13 @@ class SqlCommandStore:
                 )
                 for x in chosen:
                     insert_events(conn, [started_event(x.id)])
+            for x in chosen:
+                started = replace(x, status=CommandStatus.RUNNING, started_at=now)
+                self._outbox.command(conn, WebhookEvent.COMMAND_STARTED, started)
             return chosen
 
         chosen = await self._db.write(claim)
+        self._outbox.flush()
         return [
             replace(x, status=CommandStatus.RUNNING, started_at=now, lease_owner=owner)
             for x in chosen
@@ -349,9 +364,12 @@ class SqlCommandStore:
             if result.rowcount != 1:
                 return False
             insert_events(conn, final)
+            self._outbox.command_finished(conn, command_id)
             return True
 
-        return await self._db.write(cancel)
+        cancelled = await self._db.write(cancel)
+        self._outbox.flush()
+        return cancelled
 
     async def finish(self, command_id: str, finish: Finish, final: Sequence[Event]) -> bool:
         values: dict[str, Any] = {
@@ -378,10 +396,13 @@ class SqlCommandStore:
             if result.rowcount != 1:
                 return False
             insert_events(conn, final)
+            self._outbox.command_finished(conn, command_id)
             return True
 
         try:
-            return await self._db.write(finish_)
+            finished = await self._db.write(finish_)
+            self._outbox.flush()
+            return finished
         except IntegrityError:
             return False  # another replica finished it first and took those sequence numbers
 
@@ -407,6 +428,19 @@ class SqlCommandStore:
             .limit(1)
         )
         return await self._db.read(lambda conn: conn.execute(q).first() is not None)
+
+
+class _NoOutbox:
+    """No webhooks (stores built without them, as `rdev migrate` does)."""
+
+    def command(self, conn: Connection, event: WebhookEvent, cmd: Command) -> None:
+        pass
+
+    def command_finished(self, conn: Connection, command_id: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
 
 
 def _values(command: Command) -> dict[str, Any]:

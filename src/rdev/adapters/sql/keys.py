@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from rdev.adapters.sql.db import Database, utc
 from rdev.adapters.sql.tables import api_keys
 from rdev.domain.models import ApiKey, Scope
+from rdev.domain.webhooks import WebhookEvent
+
+if TYPE_CHECKING:
+    from rdev.adapters.sql.webhooks import Outbox
 
 
 def _row_to_key(row: Any) -> ApiKey:
@@ -29,8 +33,9 @@ def _row_to_key(row: Any) -> ApiKey:
 
 
 class SqlKeyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, outbox: Outbox | None = None) -> None:
         self._db = db
+        self._outbox = outbox  # webhooks: key.created, key.revoked in the same transaction
 
     async def add(self, key: ApiKey) -> None:
         q = insert(api_keys).values(
@@ -45,7 +50,16 @@ class SqlKeyStore:
             revoked_at=utc(key.revoked_at),
             created_by=key.created_by,
         )
-        await self._db.write(lambda conn: conn.execute(q))
+        outbox = self._outbox
+
+        def add(conn: Connection) -> None:
+            conn.execute(q)
+            if outbox is not None:
+                outbox.key(conn, WebhookEvent.KEY_CREATED, key)
+
+        await self._db.write(add)
+        if outbox is not None:
+            outbox.flush()
 
     async def get(self, key_id: str) -> ApiKey | None:
         q = select(api_keys).where(api_keys.c.id == key_id)
@@ -64,7 +78,19 @@ class SqlKeyStore:
         await self._update(key_id, secret_hash=secret_hash)
 
     async def revoke(self, key_id: str, at: datetime) -> None:
-        await self._update(key_id, revoked_at=utc(at))
+        if self._outbox is None:
+            return await self._update(key_id, revoked_at=utc(at))
+        outbox = self._outbox
+        q = update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=utc(at))
+
+        def revoke(conn: Connection) -> None:
+            if conn.execute(q).rowcount == 1:
+                row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
+                outbox.key(conn, WebhookEvent.KEY_REVOKED, _row_to_key(row))
+
+        await self._db.write(revoke)
+        outbox.flush()
+        return None
 
     async def touch(self, key_id: str, at: datetime) -> None:
         await self._update(key_id, last_used_at=utc(at))

@@ -10,6 +10,8 @@ from rdev.adapters.sql.commands import SqlCommandStore
 from rdev.adapters.sql.db import Database, open_database
 from rdev.adapters.sql.events import SqlEventLog
 from rdev.adapters.sql.keys import SqlKeyStore
+from rdev.adapters.sql.webhooks import Outbox, SqlWebhookStore
+from rdev.clock import utcnow
 from rdev.config import Settings
 
 
@@ -20,6 +22,7 @@ class Store:
     audit_log: SqlAuditLog
     commands: SqlCommandStore
     events: SqlEventLog
+    webhooks: SqlWebhookStore
 
     async def close(self) -> None:
         await self.db.close()
@@ -27,10 +30,12 @@ class Store:
 
 def build_store(settings: Settings) -> Store:
     db = open_database(settings.db_url)
+    outbox = Outbox(utcnow)
     return Store(
         db=db,
-        keys=SqlKeyStore(db),
+        keys=SqlKeyStore(db, outbox),
         audit_log=SqlAuditLog(db),
-        commands=SqlCommandStore(db),
+        commands=SqlCommandStore(db, outbox),
         events=SqlEventLog(db),
+        webhooks=SqlWebhookStore(db, outbox),
     )

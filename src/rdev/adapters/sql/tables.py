@@ -106,3 +106,53 @@ audit_log = Table(
     Index("ix_audit_key", "actor_key_id", "id"),
     Index("ix_audit_project", "project", "id"),
 )
+
+# Webhooks (migration 0007): subscriptions, their deliveries (an outbox: rows written in the
+# transaction of the change they report) and each delivery's attempts.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner_key_id", String(32), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("projects", JSON, nullable=False),
+    Column("description", String(500), nullable=False),
+    Column("secret", String(100), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("disabled_reason", String(64)),
+    Column("failing_since", TS),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_webhooks_owner", "owner_key_id"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("webhook_id", String(32), nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("next_attempt_at", TS),
+    Column("attempts", Integer, nullable=False),
+    Column("schedule_from", Integer, nullable=False),
+    Column("lease_owner", String(200)),
+    Column("lease_until", TS),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_webhook", "webhook_id", "created_at", "id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("delivery_id", String(40), primary_key=True),
+    Column("n", Integer, primary_key=True, autoincrement=False),
+    Column("at", TS, nullable=False),
+    Column("status_code", Integer),
+    Column("latency_ms", Integer, nullable=False),
+    Column("error", Text),
+    Column("response_prefix", Text, nullable=False),
+)
