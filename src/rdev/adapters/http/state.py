@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rdev.runtime.streams import StreamHub
     from rdev.services.claude_config import ClaudeConfigService
     from rdev.services.commands import CommandService
+    from rdev.services.stream_tokens import StreamTokenService
 
 
 @dataclass
@@ -32,3 +33,4 @@ class HttpServices:
     refusals: RefusalAudit
     stream_slots: StreamSlots
     heartbeat_seconds: float = 15.0
+    stream_tokens: StreamTokenService | None = None  # browser-ready streams
