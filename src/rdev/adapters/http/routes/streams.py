@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Send
@@ -18,7 +19,7 @@ from starlette.types import Scope as AsgiScope
 
 from rdev.adapters.http import sse
 from rdev.adapters.http.deps import Caller, CommandsRead, Services, caller_for, ok, presented_key
-from rdev.adapters.http.documented import EVENTS
+from rdev.adapters.http.documented import EVENTS, Meta
 from rdev.adapters.http.state import HttpServices
 from rdev.domain.errors import InvalidInput, NotFound, Unauthenticated
 from rdev.domain.models import Command, EventType, Scope
@@ -26,6 +27,16 @@ from rdev.domain.models import Command, EventType, Scope
 router = APIRouter(tags=["streams"])
 LastEventIdHeader = Annotated[str | None, Header(alias="Last-Event-ID", max_length=200)]
 LastEventIdQuery = Annotated[str | None, Query(max_length=200)]
+TokenQuery = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description=(
+            "A stream token from `POST /commands/{command_id}/stream-token`, instead of an API "
+            "key (for a browser's EventSource, which cannot send headers). Not with a key."
+        ),
+    ),
+]
 
 # The streams are served by plain Starlette routes (`lean_routes`) whose endpoints are bare ASGI
 # apps: an idle stream then holds no FastAPI request machinery and no request/response wrapper
@@ -131,6 +142,7 @@ _RESUME_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def command_events(
     command_id: str, request: Request, caller: CommandsRead, svc: Services,
     last_event_id_header: LastEventIdHeader = None, last_event_id: LastEventIdQuery = None,
+    token: TokenQuery = None,
 ) -> Response:  # fmt: skip
     """A command's events as Server-Sent Events; resume with Last-Event-ID."""
     return await _command_stream(request, svc, command_id)
@@ -149,9 +161,21 @@ async def project_events(
     return await _project_stream(request, svc, project_id, stream_id)
 
 
+class StreamTokenView(BaseModel):
+    token: str
+    command_id: str
+    expires_at: str
+    events_url: str
+
+
+class StreamTokenResponse(BaseModel):
+    data: StreamTokenView
+    meta: Meta
+
+
 @router.post(
     "/commands/{command_id}/stream-token", operation_id="command_stream_token",
-    responses={200: {"description": (
+    responses={200: {"model": StreamTokenResponse, "description": (
         "A token for this command's event stream alone, to pass as "
         "`GET /commands/{command_id}/events?token=…` where headers cannot be sent (a browser's "
         "EventSource). It expires after RDEV_STREAM_TOKEN_TTL_SECONDS (or with the key) and "
