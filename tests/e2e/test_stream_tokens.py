@@ -24,6 +24,7 @@ from tests.support import (
     make_project,
     read_sse,
     serve,
+    two_replicas,
     wait_status,
 )
 
@@ -276,3 +277,22 @@ async def _healthy(client: httpx.AsyncClient) -> bool:
         return (await client.get("/health")).status_code == 200
     except httpx.TransportError:
         return False
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("secret", ["", "shared-by-every-replica"], ids=["no-secret", "secret"])
+async def test_a_token_made_on_one_replica_opens_the_stream_on_another(
+    pg_url: str, tmp_path: Path, secret: str
+) -> None:
+    """Replicas verify each other's tokens: there is nothing to share but the database (and
+    RDEV_STREAM_TOKEN_SECRET, when set, the same on each)."""
+    root = tmp_path / "ws"
+    make_project(root, "demo")
+    env = {"RDEV_STREAM_TOKEN_SECRET": secret} if secret else {}
+    async with two_replicas(pg_url, root, tmp_path, **env) as (one, two):
+        resp = await one.post("/projects/demo/shell", json={"argv": ["echo", "across"]})
+        cid = resp.json()["data"]["command_id"]
+        token = (await one.post(f"/commands/{cid}/stream-token")).json()["data"]["token"]
+        async with httpx.AsyncClient(base_url=str(two.base_url), timeout=30) as anonymous:
+            events = await read_sse(anonymous, f"/commands/{cid}/events?token={token}")
+        assert [e.data["line"] for e in events if e.event == "output"] == ["across"]
