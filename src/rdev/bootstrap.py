@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from rdev.adapters.bus.memory import InProcessBus
 from rdev.adapters.http.app import create_app
+from rdev.adapters.http.browser import redact_access_log
 from rdev.adapters.http.capacity import StreamSlots
 from rdev.adapters.http.connections import ConnectionGuard, protocol_class
 from rdev.adapters.http.drain import DrainingServer, InFlight
@@ -40,6 +41,7 @@ from rdev.services.commands import CommandService
 from rdev.services.health import Readiness
 from rdev.services.keys import KEYS_TOPIC, KeyService
 from rdev.services.projects import ProjectService
+from rdev.services.stream_tokens import StreamTokenService
 
 log = structlog.get_logger(__name__)
 
@@ -183,10 +185,9 @@ def build(
         redis_key_prefix=settings.redis_key_prefix,
         refusal_entries_per_minute=settings.audit_refusals_per_minute,
     )
+    keys = KeyService(store.keys, audit, bus, clock=clock, cache_seconds=settings.key_cache_seconds)
     services = HttpServices(
-        keys=KeyService(
-            store.keys, audit, bus, clock=clock, cache_seconds=settings.key_cache_seconds
-        ),
+        keys=keys,
         audit=audit,
         projects=ProjectService(backend),
         readiness=readiness,
@@ -212,6 +213,12 @@ def build(
         ),
         webhooks=webhook_service,
         heartbeat_seconds=settings.sse_heartbeat_seconds,
+        stream_tokens=StreamTokenService(
+            keys,
+            ttl_seconds=settings.stream_token_ttl_seconds,
+            server_secret=settings.stream_token_secret.encode(),
+            clock=clock,
+        ),
     )
     app = App(settings, store, backend, bus, hub, dispatcher, services, deliveries, demo=demo)
     app.http = create_app(
@@ -219,6 +226,7 @@ def build(
         max_body_bytes=settings.max_body_bytes,
         max_requests_in_flight=settings.max_requests_in_flight,
         trusted_proxies=settings.trusted_proxy_networks,
+        cors_origins=settings.cors_origin_list,
         lifespan=app.lifespan,
     )
     return app
@@ -261,7 +269,9 @@ def server_config(app: App, asgi: Any = None, **overrides: Any) -> uvicorn.Confi
         "proxy_headers": False,  # rdev resolves client IPs itself, from RDEV_TRUSTED_PROXIES
         "server_header": False,
     }
-    return uvicorn.Config(asgi or app.http, **(options | overrides))
+    config = uvicorn.Config(asgi or app.http, **(options | overrides))
+    redact_access_log()  # after uvicorn has configured its loggers
+    return config
 
 
 def make_server(app: App, **overrides: Any) -> DrainingServer:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import tempfile
 from pathlib import Path
@@ -21,6 +22,12 @@ from rdev.runtime.shutdown import ShutdownPlan
 
 class ConfigError(Exception):
     """One clear line naming the variable that is wrong."""
+
+
+# An origin as a browser sends it: scheme, host, optional port; nothing else.
+_ORIGIN = re.compile(
+    r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?"
+)
 
 
 def _env(name: str, *more: str) -> AliasChoices:
@@ -112,6 +119,34 @@ class Settings(BaseSettings):
         "info", validation_alias=_env("RDEV_LOG_LEVEL")
     )
     replica_id: str = Field("", validation_alias=_env("RDEV_REPLICA_ID"))
+
+    # Browser-ready streams (docs/browser.md): CORS origins, stream tokens for EventSource.
+    cors_origins: str = Field("", validation_alias=_env("RDEV_CORS_ORIGINS"))
+    stream_token_ttl_seconds: int = Field(
+        300, ge=10, le=3600, validation_alias=_env("RDEV_STREAM_TOKEN_TTL_SECONDS")
+    )
+    stream_token_secret: str = Field(
+        "", repr=False, validation_alias=_env("RDEV_STREAM_TOKEN_SECRET")
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        if items == ["*"]:
+            return value  # any origin, answered `*`, never with credentials (docs/browser.md)
+        for item in items:
+            if not _ORIGIN.fullmatch(item):
+                raise ValueError(
+                    f"{item!r} is not an origin: give exact origins such as "
+                    "https://app.example.com (scheme, host and optional port; no path), "
+                    "or '*' alone"
+                )
+        return value
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return tuple(v.strip().lower() for v in self.cors_origins.split(",") if v.strip())
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -143,6 +143,20 @@ class KeyService:
         await self._maybe_touch(key.id, now)
         return key
 
+    async def live(self, key_id: str) -> ApiKey:
+        """The key with this id when it is neither revoked nor expired, else AuthFailure: for
+        a credential a key made (a stream token), which stands or falls with the key."""
+        key = await self._lookup(key_id)
+        if key is None:
+            raise AuthFailure("unknown", key_id)
+        now = self._clock()
+        if key.revoked_at is not None:
+            raise AuthFailure("revoked", key_id)
+        if key.expires_at is not None and key.expires_at <= now:
+            raise AuthFailure("expired", key_id)
+        await self._maybe_touch(key.id, now)
+        return key
+
     async def record_failure(self, failure: AuthFailure, *, actor: Actor) -> None:
         await self._audit.record(
             "auth.failure",

@@ -8,7 +8,8 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
 
-from rdev.adapters.http import errors
+from rdev.adapters.http import docs, errors
+from rdev.adapters.http.browser import Cors, TokenGuard
 from rdev.adapters.http.capacity import InFlightLimit
 from rdev.adapters.http.deps import KEY_ERRORS
 from rdev.adapters.http.documented import ERRORS
@@ -34,6 +35,7 @@ def create_app(
     max_body_bytes: int,
     max_requests_in_flight: int = 256,
     trusted_proxies: tuple[str, ...] = (),
+    cors_origins: tuple[str, ...] = (),
     lifespan: Lifespan | None = None,
 ) -> FastAPI:
     app = FastAPI(
@@ -41,9 +43,12 @@ def create_app(
         version="0.1.0",
         description="Run Claude Code, shell and git in development pods; stream output over SSE.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by docs.install
+        redoc_url=None,
     )
     app.state.services = services
     errors.install(app)
+    docs.install(app)
     # matched before the documented twins in the routers
     app.router.routes.extend([*projects.lean_routes, *streams.lean_routes])
     app.include_router(health.router)
@@ -51,7 +56,10 @@ def create_app(
         # all behind KeyAuth; KEY_ERRORS last, so its 429 and 503 keep their Retry-After
         app.include_router(module.router, responses=ERRORS | KEY_ERRORS)
     app.add_middleware(InFlightLimit, limit=max_requests_in_flight)  # inside the edge
+    app.add_middleware(TokenGuard)  # inside the edge: its 401 has the request id
     app.add_middleware(
         EdgeMiddleware, max_body_bytes=max_body_bytes, trusted_proxies=trusted_proxies
     )
+    if cors_origins:  # outermost, so every answer carries CORS headers, errors included
+        app.add_middleware(Cors, origins=cors_origins)
     return app

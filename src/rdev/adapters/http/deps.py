@@ -45,7 +45,7 @@ def actor_of(request: Request, key: ApiKey | None = None) -> Actor:
     )
 
 
-def _presented_key(request: Request) -> str | None:
+def presented_key(request: Request) -> str | None:
     auth = request.headers.get("authorization")
     if auth and auth[: len(_BEARER)].lower() == _BEARER:
         return auth[len(_BEARER) :].strip()
@@ -58,12 +58,18 @@ class Caller:
     actor: Actor
 
 
-async def _authenticate(request: Request, svc: HttpServices) -> ApiKey:
-    """The request's key. Failures are counted (see `ratelimit`): over the budget of the client
-    IP or of the key id, a failure is 429 and is not audited again; a valid key is never
-    refused for others' failures, so nothing here runs before `authenticate`."""
+Verify = Callable[[], Awaitable[ApiKey]]
+
+
+async def _authenticate(request: Request, svc: HttpServices, verify: Verify | None) -> ApiKey:
+    """The request's key (or, with `verify`, the key behind another credential: a stream
+    token). Failures are counted (see `ratelimit`): over the budget of the client IP or of the
+    key id, a failure is 429 and is not audited again; a valid key is never refused for others'
+    failures, so nothing here runs before `authenticate`."""
     try:
-        return await svc.keys.authenticate(_presented_key(request))
+        if verify is not None:
+            return await verify()
+        return await svc.keys.authenticate(presented_key(request))
     except AuthFailure as failure:
         real_id = failure.key_id if failure.reason == "wrong_secret" else None
         ip = request.state.client_ip or "unknown"
@@ -74,9 +80,11 @@ async def _authenticate(request: Request, svc: HttpServices) -> ApiKey:
         raise
 
 
-async def caller_for(request: Request, svc: HttpServices, scope: Scope) -> Caller:
+async def caller_for(
+    request: Request, svc: HttpServices, scope: Scope, verify: Verify | None = None
+) -> Caller:
     """Authenticate, throttle and authorize a request for `scope`."""
-    key = await _authenticate(request, svc)
+    key = await _authenticate(request, svc, verify)
     request.state.key_id = key.id  # for the audit of a refusal (errors.py)
     svc.keys.authorize(key, scope, client_ip=request.state.client_ip)
     await svc.limits.check_key(key.id)

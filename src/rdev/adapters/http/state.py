@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from rdev.services.claude_config import ClaudeConfigService
     from rdev.services.commands import CommandService
     from rdev.services.webhooks import WebhookService
+    from rdev.services.stream_tokens import StreamTokenService
 
 
 @dataclass
@@ -34,3 +35,4 @@ class HttpServices:
     stream_slots: StreamSlots
     webhooks: WebhookService
     heartbeat_seconds: float = 15.0
+    stream_tokens: StreamTokenService | None = None  # browser-ready streams

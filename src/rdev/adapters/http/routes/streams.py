@@ -11,21 +11,32 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from rdev.adapters.http import sse
-from rdev.adapters.http.deps import CommandsRead, Services, caller_for
-from rdev.adapters.http.documented import EVENTS
+from rdev.adapters.http.deps import Caller, CommandsRead, Services, caller_for, ok, presented_key
+from rdev.adapters.http.documented import EVENTS, Meta
 from rdev.adapters.http.state import HttpServices
-from rdev.domain.errors import InvalidInput, NotFound
+from rdev.domain.errors import InvalidInput, NotFound, Unauthenticated
 from rdev.domain.models import Command, EventType, Scope
 
 router = APIRouter(tags=["streams"])
 LastEventIdHeader = Annotated[str | None, Header(alias="Last-Event-ID", max_length=200)]
 LastEventIdQuery = Annotated[str | None, Query(max_length=200)]
+TokenQuery = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description=(
+            "A stream token from `POST /commands/{command_id}/stream-token`, instead of an API "
+            "key (for a browser's EventSource, which cannot send headers). Not with a key."
+        ),
+    ),
+]
 
 # The streams are served by plain Starlette routes (`lean_routes`) whose endpoints are bare ASGI
 # apps: an idle stream then holds no FastAPI request machinery and no request/response wrapper
@@ -35,9 +46,24 @@ LastEventIdQuery = Annotated[str | None, Query(max_length=200)]
 
 
 async def _command_stream(request: Request, svc: HttpServices, command_id: str) -> Response:
-    caller = await caller_for(request, svc, Scope.COMMANDS_READ)
+    token = request.query_params.get("token")
+    if token is None:
+        caller = await caller_for(request, svc, Scope.COMMANDS_READ)
+    else:
+        caller = await _token_caller(request, svc, token, command_id)
     cmd = await svc.commands.get(caller.key, command_id)
     return await _respond(svc, cmd, request, caller.key.id)
+
+
+async def _token_caller(request: Request, svc: HttpServices, token: str, command_id: str) -> Caller:
+    """The caller behind a stream token (docs/browser.md): the key that made it, checked as
+    if it had been presented (scope, IP allow-list, rate limit). One credential per request."""
+    tokens = svc.stream_tokens
+    if tokens is None or presented_key(request) is not None:
+        raise Unauthenticated("present either an API key or a stream token, not both")
+    return await caller_for(
+        request, svc, Scope.COMMANDS_READ, verify=lambda: tokens.authenticate(token, command_id)
+    )
 
 
 async def _project_stream(
@@ -116,6 +142,7 @@ _RESUME_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def command_events(
     command_id: str, request: Request, caller: CommandsRead, svc: Services,
     last_event_id_header: LastEventIdHeader = None, last_event_id: LastEventIdQuery = None,
+    token: TokenQuery = None,
 ) -> Response:  # fmt: skip
     """A command's events as Server-Sent Events; resume with Last-Event-ID."""
     return await _command_stream(request, svc, command_id)
@@ -132,3 +159,40 @@ async def project_events(
 ) -> Response:  # fmt: skip
     """The seed's form of the same stream."""
     return await _project_stream(request, svc, project_id, stream_id)
+
+
+class StreamTokenView(BaseModel):
+    token: str
+    command_id: str
+    expires_at: str
+    events_url: str
+
+
+class StreamTokenResponse(BaseModel):
+    data: StreamTokenView
+    meta: Meta
+
+
+@router.post(
+    "/commands/{command_id}/stream-token", operation_id="command_stream_token",
+    responses={200: {"model": StreamTokenResponse, "description": (
+        "A token for this command's event stream alone, to pass as "
+        "`GET /commands/{command_id}/events?token=…` where headers cannot be sent (a browser's "
+        "EventSource). It expires after RDEV_STREAM_TOKEN_TTL_SECONDS (or with the key) and "
+        "dies with the key that made it (revoked, expired or rotated)."
+    )}},
+)  # fmt: skip
+async def command_stream_token(
+    command_id: str, request: Request, caller: CommandsRead, svc: Services
+) -> Response:
+    """A short-lived token to read this command's event stream from a browser."""
+    cmd = await svc.commands.get(caller.key, command_id)
+    if svc.stream_tokens is None:
+        raise NotFound("stream tokens are not enabled")
+    issued = svc.stream_tokens.issue(caller.key, cmd)
+    return ok({
+        "token": issued.token,
+        "command_id": cmd.id,
+        "expires_at": issued.expires_at.isoformat(),
+        "events_url": f"/commands/{cmd.id}/events?token={issued.token}",
+    }, request)  # fmt: skip
