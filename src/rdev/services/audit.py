@@ -59,12 +59,10 @@ class AuditService:
     ) -> None:
         """`record` with details as one dict, which may name a project of its own (a denied
         one, say) besides the one the entry is about."""
-        await self._log.append(
-            self.entry(
-                action, actor=actor, details=details, target=target, outcome=outcome,
-                project=project,
-            )  # fmt: skip
+        entry = self.entry(
+            action, actor=actor, details=details, target=target, outcome=outcome, project=project
         )
+        await self._log.append(entry)
 
     def entry(
         self,

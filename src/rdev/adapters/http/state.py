@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from rdev.runtime.streams import StreamHub
     from rdev.services.claude_config import ClaudeConfigService
     from rdev.services.commands import CommandService
-    from rdev.services.webhooks import WebhookService
     from rdev.services.stream_tokens import StreamTokenService
+    from rdev.services.webhooks import WebhookService
 
 
 @dataclass

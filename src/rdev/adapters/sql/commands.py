@@ -35,8 +35,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import BindParameter
 
-from rdev.adapters.sql.db import CLAIM_LOCK, QUEUE_LOCK, Database, utc
 from rdev.adapters.sql.audit import insert_entry
+from rdev.adapters.sql.db import CLAIM_LOCK, QUEUE_LOCK, Database, utc
 from rdev.adapters.sql.events import insert_events
 from rdev.adapters.sql.tables import commands
 from rdev.domain.errors import InvalidInput, QueueFull
