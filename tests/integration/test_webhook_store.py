@@ -19,6 +19,7 @@ from rdev.adapters.sql import db
 from rdev.adapters.sql.store import Store, build_store
 from rdev.config import Settings
 from rdev.domain.errors import InvalidInput, QueueFull
+from rdev.domain.lifecycle import CLAIMED_LAST_SEQ
 from rdev.domain.models import (
     ApiKey,
     ClaudeResult,
@@ -115,7 +116,7 @@ async def test_start_and_finish_report_duration_exit_code_claude_and_truncation(
         claude=ClaudeResult(session_id="s-1", total_cost_usd=0.25, num_turns=3),
         output_bytes=99, truncated=True,
     )  # fmt: skip
-    final = [Event("c1", 2, EventType.STATUS, {"status": "succeeded"})]
+    final = [Event("c1", CLAIMED_LAST_SEQ + 1, EventType.STATUS, {"status": "succeeded"})]
     assert await store.commands.finish("c1", finish, final)
     got = {e: b["data"] for e, b in await events_of(store, "wh_a")}
     assert got["command.started"]["started_at"] == started.isoformat()
