@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import resource
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from rdev.adapters.local.demo import ensure_demo_project
 from rdev.adapters.sql.store import Store, build_store
 from rdev.clock import utcnow
 from rdev.config import Settings
+from rdev.domain.claude_env import ClaudeEnv, parse_names
 from rdev.ports import Backend, Bus
 from rdev.runtime.dispatcher import CANCEL_TOPIC, QUEUE_TOPIC, Dispatcher
 from rdev.runtime.limits import DispatchLimits
@@ -164,6 +166,9 @@ def build(
             max_output_bytes=settings.max_output_bytes,
             outage_buffer_bytes=settings.outage_buffer_bytes,
             max_output_events=settings.max_output_events,
+            claude_bin=settings.claude_bin,
+            claude_env=ClaudeEnv.passthrough(parse_names(settings.claude_env), os.environ),
+            claude_max_retries=settings.claude_max_retries,
         ),
         clock=clock,
         on_end=audit.command_ended,

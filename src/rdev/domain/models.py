@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from rdev.domain.claude_env import ClaudeEnv
+
 T = TypeVar("T")
 
 
@@ -85,6 +87,8 @@ class Project:
     allow_claude_shell: bool = False
     pod: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # variables for its claude commands (secrets: never shown, see domain/claude_env.py)
+    claude_env: ClaudeEnv = field(default_factory=ClaudeEnv, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

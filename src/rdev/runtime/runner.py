@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 
 from rdev.domain import settings
+from rdev.domain.claude_env import command_env
 from rdev.domain.errors import RdevError
 from rdev.domain.lifecycle import elapsed_ms, status_for_exit, terminal_events
 from rdev.domain.models import ClaudeResult, Command, CommandKind, CommandStatus, EventType
@@ -93,8 +94,16 @@ class Runner:
             settings.check_accepts(project, cmd.kind)
             if cmd.kind is CommandKind.GIT:
                 await check_repository(self._backend, project, cmd)
+            env = cmd.env
+            if cmd.kind is CommandKind.CLAUDE:  # the operator's variables, never stored
+                env = command_env(
+                    self._limits.claude_env,
+                    project.claude_env,
+                    cmd.env,
+                    max_retries=self._limits.claude_max_retries,
+                )
             execution = await self._backend.exec(
-                project, cmd.argv, env=cmd.env, cwd=cmd.cwd, command_id=cmd.id
+                project, cmd.argv, env=env, cwd=cmd.cwd, command_id=cmd.id
             )
         except RdevError as e:
             await writer.add(EventType.STATUS, {"status": CommandStatus.RUNNING.value})
