@@ -126,6 +126,11 @@ class ClaudeResult:
     total_cost_usd: float | None = None
     num_turns: int | None = None
     is_error: bool | None = None
+    # how the turn ended (domain/claude_outcome.py): the result's subtype and terminal_reason,
+    # and the tool uses that were denied, as (tool name, short input summary)
+    subtype: str | None = None
+    terminal_reason: str | None = None
+    permission_denials: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from rdev.domain import policy, text
-from rdev.domain.models import ApiKey, AuditEntry, Command, IssuedKey, Project
+from rdev.domain import claude_outcome, policy, text
+from rdev.domain.models import ApiKey, AuditEntry, Command, CommandKind, IssuedKey, Project
 
 Strict = ConfigDict(extra="forbid")
 
@@ -205,6 +205,7 @@ def command_view(cmd: Command, *, queue_position: int | None = None) -> dict[str
         "total_cost_usd": cmd.claude.total_cost_usd,
         "num_turns": cmd.claude.num_turns,
         "is_error": cmd.claude.is_error,
+        **(claude_outcome.view(cmd.claude) if cmd.kind is CommandKind.CLAUDE else {}),
         "events_url": f"/commands/{cmd.id}/events",
     }
 
