@@ -81,7 +81,7 @@ def test_rdev_claude_env_is_a_checked_comma_separated_list() -> None:
         "ANTHROPIC_API_KEY",
         "CLAUDE_CODE_USE_BEDROCK",
     )
-    with pytest.raises(ValueError, match="LD_PRELOAD.*'path'"):
+    with pytest.raises(ValueError, match=r"LD_PRELOAD.*'path'"):
         parse_names("ANTHROPIC_API_KEY,LD_PRELOAD,path")
     with pytest.raises(ValueError, match=f"at most {MAX_NAMES}"):
         parse_names(",".join(f"V{i}" for i in range(MAX_NAMES + 1)))
