@@ -49,12 +49,15 @@ def build_backend(settings: Settings) -> Backend:
         from rdev.adapters.kubernetes.backend import KubernetesBackend
 
         return KubernetesBackend(
-            namespace=settings.namespace, kubeconfig=settings.kubeconfig or None
+            namespace=settings.namespace,
+            kubeconfig=settings.kubeconfig or None,
+            claude_bin=settings.claude_bin,
         )
     return LocalBackend(
         settings.workspace_root,
         claude_bin=settings.claude_bin,
         claude_state=settings.data_dir / "claude",
+        claude_temp=settings.data_dir / "claude-tmp",
     )
 
 

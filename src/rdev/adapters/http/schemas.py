@@ -110,6 +110,7 @@ def project_view(project: Project) -> dict[str, Any]:
         "workspace": project.workspace,
         "allowed_commands": sorted(project.allowed_kinds),
         "max_concurrent_commands": project.max_concurrent,
+        "claude_env": project.claude_env.names,  # the values are secrets: never shown
     }
 
 
