@@ -150,7 +150,7 @@ async def test_each_run_has_its_own_temp_dir_removed_when_it_ends(
         assert done["outcome"] == "completed", done
         tmp = api.turns[-1].tool_results[-1].strip()  # what `echo $TMPDIR` printed
         assert "rdev" in tmp or "claude-tmp" in tmp, tmp
-        assert not Path(tmp).exists()
+        assert not _is_dir(tmp)
 
         failed, _ = await run(rdev, "p", {"prompt": "api error 500"})
         assert failed["outcome"] == "error"
@@ -161,9 +161,8 @@ async def test_each_run_has_its_own_temp_dir_removed_when_it_ends(
         )
         cid = resp.json()["data"]["command_id"]
         marker = rdev.workspace("p") / "tmpdir.txt"
-        held = Path(await eventually(lambda: marker.exists() and marker.read_text().strip(),
-                                     timeout=60))  # fmt: skip
-        assert held.is_dir()
+        held = await eventually(lambda: _read(marker), timeout=60)
+        assert _is_dir(held)
         assert (await rdev.admin.post(f"/commands/{cid}/cancel")).status_code == 200
         await wait_status(rdev.admin, cid, "cancelled", timeout=60)
         assert not held.exists()
@@ -171,6 +170,14 @@ async def test_each_run_has_its_own_temp_dir_removed_when_it_ends(
             await eventually(
                 lambda: not list((rdev.app.settings.data_dir / "claude-tmp").iterdir())
             )
+
+
+def _is_dir(path: str) -> bool:
+    return Path(path).is_dir()
+
+
+def _read(path: Path) -> str:
+    return path.read_text().strip() if path.exists() else ""
 
 
 def test_the_permission_modes_are_the_pinned_clis() -> None:
