@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import resource
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +26,7 @@ from rdev.adapters.http.ratelimit import Limits
 from rdev.adapters.http.refusals import RefusalAudit
 from rdev.adapters.http.state import HttpServices
 from rdev.adapters.local.backend import LocalBackend
+from rdev.adapters.local.claude_probe import claude_version
 from rdev.adapters.local.demo import ensure_demo_project
 from rdev.adapters.sql.store import Store, build_store
 from rdev.clock import utcnow
@@ -35,6 +37,7 @@ from rdev.runtime.dispatcher import CANCEL_TOPIC, QUEUE_TOPIC, Dispatcher
 from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.streams import EVENTS_TOPIC, StreamHub
 from rdev.services.audit import AuditService
+from rdev.services.claude_cli import ClaudeCli
 from rdev.services.claude_config import ClaudeConfigService
 from rdev.services.commands import CommandService
 from rdev.services.health import Readiness
@@ -184,6 +187,14 @@ def build(
         redis_key_prefix=settings.redis_key_prefix,
         refusal_entries_per_minute=settings.audit_refusals_per_minute,
     )
+    claude_cli = ClaudeCli(
+        backend,
+        settings.claude_bin,
+        server_probe=None
+        if settings.backend == "kubernetes"
+        else functools.partial(claude_version, settings.claude_bin),
+        ttl=settings.claude_check_seconds,
+    )
     services = HttpServices(
         keys=KeyService(
             store.keys, audit, bus, clock=clock, cache_seconds=settings.key_cache_seconds
@@ -204,7 +215,9 @@ def build(
             default_timeout=settings.default_timeout_seconds,
             max_timeout=settings.max_timeout_seconds,
             claude_bin=settings.claude_bin,
+            claude_cli=claude_cli,
         ),
+        claude_cli=claude_cli,
         streams=hub,
         claude_config=ClaudeConfigService(backend, audit),
         refusals=RefusalAudit(audit, limits.refusal_entry_allowed),

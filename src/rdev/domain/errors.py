@@ -157,3 +157,10 @@ def spawn_failure(program: str, errno_name: str, reason: str = "") -> str:
 
 class InvalidEventId(InvalidInput):
     code = "INVALID_EVENT_ID"
+
+
+class ClaudeUnavailable(Unavailable):
+    """The Claude CLI is not where a claude command would run (not installed, or it does not
+    answer `--version`): said at submission, not as a failed command later."""
+
+    code = "CLAUDE_UNAVAILABLE"

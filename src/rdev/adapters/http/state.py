@@ -15,6 +15,7 @@ from rdev.services.projects import ProjectService
 
 if TYPE_CHECKING:
     from rdev.runtime.streams import StreamHub
+    from rdev.services.claude_cli import ClaudeCli
     from rdev.services.claude_config import ClaudeConfigService
     from rdev.services.commands import CommandService
 
@@ -32,3 +33,4 @@ class HttpServices:
     refusals: RefusalAudit
     stream_slots: StreamSlots
     heartbeat_seconds: float = 15.0
+    claude_cli: ClaudeCli | None = None  # is the Claude CLI there (services/claude_cli.py)
