@@ -12,7 +12,16 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import auth_rate, fanout, idle_streams, latency, output_cap, output_read, throughput
+from bench import (
+    auth_rate,
+    claude_overhead,
+    fanout,
+    idle_streams,
+    latency,
+    output_cap,
+    output_read,
+    throughput,
+)
 from bench._common import DATABASES, Result
 
 BENCHMARKS: dict[str, Callable[[list[str] | None], Result]] = {
@@ -23,6 +32,7 @@ BENCHMARKS: dict[str, Callable[[list[str] | None], Result]] = {
     "auth_rate": auth_rate.main,
     "output_cap": output_cap.main,
     "output_read": output_read.main,
+    "claude_overhead": claude_overhead.main,
 }
 
 

@@ -4,12 +4,21 @@
 streamed as the real API streams it (message_start, content_block_start/delta/stop,
 message_delta with usage, message_stop) or as one JSON message when `stream` is false. It
 records what the model was given: each request's system prompt and its user turns as plain
-text, leaving out `role: "system"` turns and the CLI's `<system-reminder>` blocks."""
+text, leaving out `role: "system"` turns and the CLI's `<system-reminder>` blocks, and the
+credentials it was called with (`x-api-key`, `authorization`).
+
+Scripted by the prompt's text:
+- `run bash: CMD` asks for a Bash tool use of CMD; once a tool result comes back, it answers
+  `Tool said: <the result's text>`;
+- `api error NNN` answers every such request with HTTP NNN and an Anthropic error body (529 is
+  `overloaded_error`), so the CLI retries (`api_retry` messages) and gives up."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -29,6 +38,8 @@ class Turn:
     system: str
     user_texts: list[str]
     model: str
+    api_key: str = ""
+    tool_results: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -58,12 +69,27 @@ def _system(value: Any) -> str:
     return "\n".join(_texts(value)) if not isinstance(value, str) else value
 
 
-def _turn(body: dict[str, Any]) -> Turn:
+def _turn(body: dict[str, Any], api_key: str) -> Turn:
     user_texts = []
+    results: list[str] = []
     for message in body.get("messages", []):
         if message.get("role") == "user":
             user_texts += _texts(message.get("content"))
-    return Turn(_system(body.get("system")), user_texts, str(body.get("model", "")))
+            content = message.get("content")
+            blocks = content if isinstance(content, list) else []
+            results = [_result_text(b) for b in blocks if _is_result(b)] or results
+    return Turn(
+        _system(body.get("system")), user_texts, str(body.get("model", "")), api_key, results
+    )
+
+
+def _is_result(block: Any) -> bool:
+    return isinstance(block, dict) and block.get("type") == "tool_result"
+
+
+def _result_text(block: dict[str, Any]) -> str:
+    content = block.get("content")
+    return content if isinstance(content, str) else "\n".join(_texts(content))
 
 
 def _sse(kind: str, data: dict[str, Any]) -> bytes:
@@ -73,17 +99,29 @@ def _sse(kind: str, data: dict[str, Any]) -> bytes:
 _END = {"stop_reason": "end_turn", "stop_sequence": None}
 
 
-def _events(model: str, text: str) -> list[bytes]:
+_BASH = re.compile(r"run bash: (.+)", re.DOTALL)
+_API_ERROR = re.compile(r"api error (\d{3})")
+_ERROR_TYPES = {529: "overloaded_error", 500: "api_error", 429: "rate_limit_error"}
+
+
+def _events(model: str, text: str, *, tool: dict[str, Any] | None = None) -> list[bytes]:
     usage = {"input_tokens": 12, "output_tokens": 1, "cache_creation_input_tokens": 0,
              "cache_read_input_tokens": 0}  # fmt: skip
     message = {"id": "msg_stand_in", "type": "message", "role": "assistant", "model": model,
                "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}  # fmt: skip
+    if tool is not None:
+        block = {"type": "tool_use", "id": f"toolu_{secrets.token_hex(8)}", "name": tool["name"],
+                 "input": {}}  # fmt: skip
+        delta = {"type": "input_json_delta", "partial_json": json.dumps(tool["input"])}
+        end = {"stop_reason": "tool_use", "stop_sequence": None}
+    else:
+        block, delta, end = {"type": "text", "text": ""}, {"type": "text_delta", "text": text}, _END
     return [
         _sse("message_start", {"message": message}),
-        _sse("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
-        _sse("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}}),
+        _sse("content_block_start", {"index": 0, "content_block": block}),
+        _sse("content_block_delta", {"index": 0, "delta": delta}),
         _sse("content_block_stop", {"index": 0}),
-        _sse("message_delta", {"delta": _END, "usage": {"output_tokens": 7}}),
+        _sse("message_delta", {"delta": end, "usage": {"output_tokens": 7}}),
         _sse("message_stop", {}),
     ]
 
@@ -91,9 +129,22 @@ def _events(model: str, text: str) -> list[bytes]:
 def build_app(state: FakeAnthropic) -> Starlette:
     async def messages(request: Request) -> Response:
         body = await request.json()
-        turn = _turn(body)
+        key = request.headers.get("x-api-key") or request.headers.get("authorization", "")
+        turn = _turn(body, key)
         state.turns.append(turn)
-        text = f"You said: {turn.user_texts[-1] if turn.user_texts else ''}"
+        prompt = turn.user_texts[-1] if turn.user_texts else ""
+        text = f"You said: {prompt}"
+        tool = None
+        if (failing := _API_ERROR.search(prompt)) is not None:
+            status = int(failing[1])
+            kind = _ERROR_TYPES.get(status, "api_error")
+            error = {"type": "error", "error": {"type": kind, "message": f"stand-in {status}"}}
+            return JSONResponse(error, status)
+        if (bash := _BASH.search(prompt)) is not None:
+            if turn.tool_results:
+                text = f"Tool said: {turn.tool_results[-1]}"
+            else:
+                tool = {"name": "Bash", "input": {"command": bash[1].strip()}}
         if not body.get("stream"):
             content = [{"type": "text", "text": text}]
             usage = {"input_tokens": 12, "output_tokens": 7}
@@ -110,7 +161,7 @@ def build_app(state: FakeAnthropic) -> Starlette:
             )
 
         async def stream() -> AsyncIterator[bytes]:
-            for event in _events(turn.model, text):
+            for event in _events(turn.model, text, tool=tool):
                 yield event
 
         return StreamingResponse(stream(), media_type="text/event-stream")

@@ -326,6 +326,7 @@ class FakeBackend:
     on_exec: Callable[[FakeExecution], Awaitable[None] | object] | None = None
     started: dict[str, FakeExecution] = field(default_factory=dict)
     argv: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    env: dict[str, dict[str, str]] = field(default_factory=dict)
     killed: list[str] = field(default_factory=list)
     name: str = "fake"
 
@@ -370,6 +371,7 @@ class FakeBackend:
         key = command_id or f"exec{len(self.started)}"
         self.started[key] = execution
         self.argv[key] = tuple(argv)
+        self.env[key] = dict(env)
         if self.on_exec is not None:
             result = self.on_exec(execution)
             if inspect.isawaitable(result):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import os
 import resource
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -25,17 +27,20 @@ from rdev.adapters.http.ratelimit import Limits
 from rdev.adapters.http.refusals import RefusalAudit
 from rdev.adapters.http.state import HttpServices
 from rdev.adapters.local.backend import LocalBackend
+from rdev.adapters.local.claude_probe import claude_version
 from rdev.adapters.local.demo import ensure_demo_project
 from rdev.adapters.sql.store import Store, build_store
 from rdev.adapters.webhooks.build import build_webhooks
 from rdev.adapters.webhooks.worker import WEBHOOKS_TOPIC, DeliveryWorker
 from rdev.clock import utcnow
 from rdev.config import Settings
+from rdev.domain.claude_env import ClaudeEnv, parse_names
 from rdev.ports import Backend, Bus
 from rdev.runtime.dispatcher import CANCEL_TOPIC, QUEUE_TOPIC, Dispatcher
 from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.streams import EVENTS_TOPIC, StreamHub
 from rdev.services.audit import AuditService
+from rdev.services.claude_cli import ClaudeCli
 from rdev.services.claude_config import ClaudeConfigService
 from rdev.services.commands import CommandService
 from rdev.services.health import Readiness
@@ -51,12 +56,15 @@ def build_backend(settings: Settings) -> Backend:
         from rdev.adapters.kubernetes.backend import KubernetesBackend
 
         return KubernetesBackend(
-            namespace=settings.namespace, kubeconfig=settings.kubeconfig or None
+            namespace=settings.namespace,
+            kubeconfig=settings.kubeconfig or None,
+            claude_bin=settings.claude_bin,
         )
     return LocalBackend(
         settings.workspace_root,
         claude_bin=settings.claude_bin,
         claude_state=settings.data_dir / "claude",
+        claude_temp=settings.data_dir / "claude-tmp",
     )
 
 
@@ -172,6 +180,9 @@ def build(
             max_output_bytes=settings.max_output_bytes,
             outage_buffer_bytes=settings.outage_buffer_bytes,
             max_output_events=settings.max_output_events,
+            claude_bin=settings.claude_bin,
+            claude_env=ClaudeEnv.passthrough(parse_names(settings.claude_env), os.environ),
+            claude_max_retries=settings.claude_max_retries,
         ),
         clock=clock,
         on_end=audit.command_ended,
@@ -186,6 +197,14 @@ def build(
         refusal_entries_per_minute=settings.audit_refusals_per_minute,
     )
     keys = KeyService(store.keys, audit, bus, clock=clock, cache_seconds=settings.key_cache_seconds)
+    claude_cli = ClaudeCli(
+        backend,
+        settings.claude_bin,
+        server_probe=None
+        if settings.backend == "kubernetes"
+        else functools.partial(claude_version, settings.claude_bin),
+        ttl=settings.claude_check_seconds,
+    )
     services = HttpServices(
         keys=keys,
         audit=audit,
@@ -204,7 +223,9 @@ def build(
             default_timeout=settings.default_timeout_seconds,
             max_timeout=settings.max_timeout_seconds,
             claude_bin=settings.claude_bin,
+            claude_cli=claude_cli,
         ),
+        claude_cli=claude_cli,
         streams=hub,
         claude_config=ClaudeConfigService(backend, audit),
         refusals=RefusalAudit(audit, limits.refusal_entry_allowed),

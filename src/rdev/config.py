@@ -17,6 +17,7 @@ from urllib.parse import quote
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rdev.domain.claude_env import parse_names
 from rdev.runtime.shutdown import ShutdownPlan
 
 
@@ -147,6 +148,21 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> tuple[str, ...]:
         return tuple(v.strip().lower() for v in self.cors_origins.split(",") if v.strip())
+
+    # Claude Code for real (issue #10): what reaches the CLI, its retries, the check for it
+    claude_env: str = Field("", validation_alias=_env("RDEV_CLAUDE_ENV"))
+    claude_max_retries: int = Field(
+        2, ge=0, le=10, validation_alias=_env("RDEV_CLAUDE_MAX_RETRIES")
+    )
+    claude_check_seconds: float = Field(
+        300.0, gt=0, validation_alias=_env("RDEV_CLAUDE_CHECK_SECONDS")
+    )
+
+    @field_validator("claude_env")
+    @classmethod
+    def _claude_env(cls, value: str) -> str:
+        parse_names(value)  # a refused or malformed name stops start-up, naming it
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -47,6 +47,9 @@ def _toml(config: dict[str, Any]) -> str:
             lines.append(f"{key} = [{', '.join(repr(v).replace(chr(39), chr(34)) for v in value)}]")
         elif isinstance(value, str):
             lines.append(f'{key} = "{value}"')
+        elif isinstance(value, dict):  # an inline table of strings
+            items = ", ".join(f'{k} = "{v}"' for k, v in value.items())
+            lines.append(f"{key} = {{ {items} }}")
         else:
             lines.append(f"{key} = {str(value).lower()}")
     return "\n".join(lines) + "\n"

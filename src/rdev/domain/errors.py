@@ -163,3 +163,10 @@ class WebhookUrlRefused(InvalidInput):
     """A webhook URL outside the SSRF policy (domain/ssrf.py): scheme, form or address."""
 
     code = "WEBHOOK_URL_REFUSED"
+
+
+class ClaudeUnavailable(Unavailable):
+    """The Claude CLI is not where a claude command would run (not installed, or it does not
+    answer `--version`): said at submission, not as a failed command later."""
+
+    code = "CLAUDE_UNAVAILABLE"

@@ -58,6 +58,7 @@ def terminal_events(
     exit_code: int | None,
     duration_ms: int,
     error: tuple[str, str] | None = None,
+    claude: dict[str, Any] | None = None,
 ) -> list[Event]:
     """The events that end a command's log, numbered after `last_seq`: its final `status`, an
     `error` (code, message) when given, and `complete`, the last event of every log."""
@@ -69,7 +70,8 @@ def terminal_events(
     data.append(
         (
             EventType.COMPLETE,
-            {"status": status.value, "exit_code": exit_code, "duration_ms": duration_ms},
+            {"status": status.value, "exit_code": exit_code, "duration_ms": duration_ms}
+            | (claude or {}),  # a claude command's outcome (domain/claude_outcome.py)
         )
     )
     return [

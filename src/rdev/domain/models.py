@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from rdev.domain.claude_env import ClaudeEnv
+
 T = TypeVar("T")
 
 
@@ -85,6 +87,8 @@ class Project:
     allow_claude_shell: bool = False
     pod: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # variables for its claude commands (secrets: never shown, see domain/claude_env.py)
+    claude_env: ClaudeEnv = field(default_factory=ClaudeEnv, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +126,11 @@ class ClaudeResult:
     total_cost_usd: float | None = None
     num_turns: int | None = None
     is_error: bool | None = None
+    # how the turn ended (domain/claude_outcome.py): the result's subtype and terminal_reason,
+    # and the tool uses that were denied, as (tool name, short input summary)
+    subtype: str | None = None
+    terminal_reason: str | None = None
+    permission_denials: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from rdev.domain.claude_env import MAX_NAMES, ClaudeEnv, name_problem, value_problem
 from rdev.domain.errors import Forbidden, InvalidSettings, ProjectUnavailable
 from rdev.domain.models import CommandKind, Project, ProjectStatus
 
@@ -32,6 +33,7 @@ class ProjectSettings:
     max_concurrent: int | None = None  # None: the server's CONCURRENT_COMMANDS
     allow_raw_shell: bool = False
     allow_claude_shell: bool = False
+    claude_env: ClaudeEnv = field(default_factory=ClaudeEnv)
 
 
 class _Bad(Exception):
@@ -97,6 +99,25 @@ def _kinds(value: object) -> frozenset[CommandKind]:
     return frozenset(known[item] for item in value)
 
 
+def _claude_env(value: object) -> ClaudeEnv:
+    """A mapping of variable names (domain/claude_env.py's policy) to string values. A problem
+    names the variable, never its value (a secret)."""
+    if not isinstance(value, Mapping):
+        raise _Bad(f"must be a mapping of variable names to values, got {_type_name(value)}")
+    problems = []
+    for name, item in value.items():
+        problem = name_problem(name) if isinstance(name, str) else "a name must be a string"
+        if problem is None and (bad := value_problem(item)) is not None:
+            problem = f"the value of {name} {bad}"
+        if problem is not None:
+            problems.append(problem)
+    if len(value) > MAX_NAMES:
+        problems.append(f"at most {MAX_NAMES} variables")
+    if problems:
+        raise _Bad("has problems: " + "; ".join(problems))
+    return ClaudeEnv(dict(value))
+
+
 # settings key -> (ProjectSettings field, value parser): the allow-list
 FIELDS: dict[str, tuple[str, Callable[[object], Any]]] = {
     "description": ("description", _text),
@@ -104,6 +125,7 @@ FIELDS: dict[str, tuple[str, Callable[[object], Any]]] = {
     "max_concurrent_commands": ("max_concurrent", _limit),
     "allow_raw_shell": ("allow_raw_shell", _bool),
     "allow_claude_shell": ("allow_claude_shell", _bool),
+    "claude_env": ("claude_env", _claude_env),
 }
 
 

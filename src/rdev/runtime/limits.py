@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from rdev.domain.claude_env import ClaudeEnv
 from rdev.runtime.outage import DEFAULT_BUFFER_BYTES
 
 
@@ -18,3 +19,6 @@ class DispatchLimits:
     max_output_events: int = 200_000
     poll_seconds: float = 1.0
     claude_bin: str = "claude"
+    # RDEV_CLAUDE_ENV's values (its repr shows the names only)
+    claude_env: ClaudeEnv = field(default_factory=ClaudeEnv)
+    claude_max_retries: int = 2

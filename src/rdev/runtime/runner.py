@@ -4,6 +4,7 @@ timeout and cancel, and record how it ended. Exactly one runner writes a command
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -11,7 +12,8 @@ from typing import Any
 
 import structlog
 
-from rdev.domain import settings
+from rdev.domain import claude_outcome, settings
+from rdev.domain.claude_env import command_env
 from rdev.domain.errors import RdevError
 from rdev.domain.lifecycle import CLAIMED_LAST_SEQ, elapsed_ms, status_for_exit, terminal_events
 from rdev.domain.models import ClaudeResult, Command, CommandKind, CommandStatus, EventType
@@ -90,8 +92,16 @@ class Runner:
             settings.check_accepts(project, cmd.kind)
             if cmd.kind is CommandKind.GIT:
                 await check_repository(self._backend, project, cmd)
+            env = cmd.env
+            if cmd.kind is CommandKind.CLAUDE:  # the operator's variables, never stored
+                env = command_env(
+                    self._limits.claude_env,
+                    project.claude_env,
+                    cmd.env,
+                    max_retries=self._limits.claude_max_retries,
+                )
             execution = await self._backend.exec(
-                project, cmd.argv, env=cmd.env, cwd=cmd.cwd, command_id=cmd.id
+                project, cmd.argv, env=env, cwd=cmd.cwd, command_id=cmd.id
             )
         except RdevError as e:
             await self._finish(writer, CommandStatus.FAILED, None, (e.code, e.message))
@@ -188,7 +198,8 @@ class Runner:
             writer.output_lines("stdout", [(line, complete, size)])
             return
         if obj.get("type") == "result":
-            self._claude = _claude_result(obj, self._claude.session_id)
+            result = _claude_result(obj, self._claude.session_id)
+            self._claude = dataclasses.replace(result, **claude_outcome.outcome_fields(obj))
         elif self._claude.session_id is None and (sid := _init_session(obj)):
             # stored at once, so a run that is cancelled, times out or is lost can be resumed
             self._claude = ClaudeResult(session_id=sid)
@@ -211,6 +222,9 @@ class Runner:
             exit_code=exit_code,
             duration_ms=elapsed_ms(self.command.started_at, now),
             error=error,
+            claude=claude_outcome.view(self._claude)
+            if self.command.kind is CommandKind.CLAUDE
+            else None,
         )
         writer.seq = final[-1].seq
         finish = Finish(

@@ -40,6 +40,7 @@ from rdev.ports import Backend, CommandFilter, CommandStore, EventLog, Finish
 from rdev.runtime.dispatcher import Dispatcher
 from rdev.runtime.streams import StreamHub
 from rdev.services.audit import Actor, AuditService
+from rdev.services.claude_cli import ClaudeCli
 
 
 def new_command_id() -> str:
@@ -83,6 +84,7 @@ class CommandService:
         default_timeout: int,
         max_timeout: int,
         claude_bin: str,
+        claude_cli: ClaudeCli | None = None,
     ) -> None:
         self._store = store
         self._log = log
@@ -95,6 +97,7 @@ class CommandService:
         self._default_timeout = default_timeout
         self._max_timeout = max_timeout
         self.claude_bin = claude_bin
+        self._claude_cli = claude_cli
         self.accepting = True
 
     async def project_for(self, key: ApiKey, project_id: str, kind: CommandKind) -> Project:
@@ -109,8 +112,9 @@ class CommandService:
         return project
 
     async def check_claude(self, key: ApiKey, project: Project, spec: ClaudeSpec) -> None:
-        """Refuse a Claude run that amounts to a shell without shell rights (403), or that
-        resumes a session no command of this project ran in (404)."""
+        """Refuse a Claude run that amounts to a shell without shell rights (403), that
+        resumes a session no command of this project ran in (404), or that could not start
+        because the CLI is not there (503 CLAUDE_UNAVAILABLE)."""
         grants = shell_grants(spec.permission_mode, spec.allowed_tools)
         if grants and not _may_run_claude_shell(key, project):
             grant = grants[0]
@@ -126,6 +130,8 @@ class CommandService:
                     f"no command of project {project.id} ran in Claude session {session}",
                     details={"field": "resume_session"},
                 )
+        if self._claude_cli is not None:  # a missing CLI is a 503 now, not a failure later
+            await self._claude_cli.check(project)
 
     async def submit(self, sub: Submission, *, key: ApiKey, actor: Actor) -> Submitted:
         if not self.accepting:

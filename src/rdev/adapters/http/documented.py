@@ -19,6 +19,11 @@ class Meta(BaseModel):
     next_cursor: str | None = None
 
 
+class PermissionDenial(BaseModel):
+    tool_name: str
+    input_summary: str
+
+
 class CommandView(BaseModel):
     """`schemas.command_view`, field for field."""
 
@@ -44,6 +49,11 @@ class CommandView(BaseModel):
     num_turns: int | None
     is_error: bool | None
     events_url: str
+    # claude commands only (domain/claude_outcome.py): how the turn ended
+    outcome: Literal["completed", "denied", "error"] | None = None
+    subtype: str | None = None
+    terminal_reason: str | None = None
+    permission_denials: list[PermissionDenial] | None = None
 
 
 class CommandResponse(BaseModel):
@@ -68,7 +78,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: _error("Request body too large."),
     422: _error("Validation error; `details` names the fields."),
     502: _error("The backend could not run the command."),
-    503: _error("The backend or this replica is unavailable."),
+    503: _error(
+        "The backend or this replica is unavailable, or (CLAUDE_UNAVAILABLE) the Claude CLI is "
+        "not installed where the command would run."
+    ),
 }
 
 

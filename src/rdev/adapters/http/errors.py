@@ -34,6 +34,7 @@ STATUS: dict[type[e.RdevError], int] = {
     e.DatabaseUnavailable: 503,
     e.ExecFailed: 502,
     e.WebhookUrlRefused: 422,
+    e.ClaudeUnavailable: 503,
 }
 
 _HTTP_CODES = {

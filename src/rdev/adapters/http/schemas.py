@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from rdev.domain import policy, text
-from rdev.domain.models import ApiKey, AuditEntry, Command, IssuedKey, Project
+from rdev.domain import claude_outcome, policy, text
+from rdev.domain.models import ApiKey, AuditEntry, Command, CommandKind, IssuedKey, Project
 
 Strict = ConfigDict(extra="forbid")
 
@@ -110,6 +110,7 @@ def project_view(project: Project) -> dict[str, Any]:
         "workspace": project.workspace,
         "allowed_commands": sorted(project.allowed_kinds),
         "max_concurrent_commands": project.max_concurrent,
+        "claude_env": project.claude_env.names,  # the values are secrets: never shown
     }
 
 
@@ -205,6 +206,7 @@ def command_view(cmd: Command, *, queue_position: int | None = None) -> dict[str
         "total_cost_usd": cmd.claude.total_cost_usd,
         "num_turns": cmd.claude.num_turns,
         "is_error": cmd.claude.is_error,
+        **(claude_outcome.view(cmd.claude) if cmd.kind is CommandKind.CLAUDE else {}),
         "events_url": f"/commands/{cmd.id}/events",
     }
 

@@ -15,6 +15,7 @@ from rdev.services.projects import ProjectService
 
 if TYPE_CHECKING:
     from rdev.runtime.streams import StreamHub
+    from rdev.services.claude_cli import ClaudeCli
     from rdev.services.claude_config import ClaudeConfigService
     from rdev.services.commands import CommandService
     from rdev.services.stream_tokens import StreamTokenService
@@ -36,3 +37,4 @@ class HttpServices:
     webhooks: WebhookService
     heartbeat_seconds: float = 15.0
     stream_tokens: StreamTokenService | None = None  # browser-ready streams
+    claude_cli: ClaudeCli | None = None  # is the Claude CLI there (services/claude_cli.py)

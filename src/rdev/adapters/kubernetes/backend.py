@@ -50,8 +50,10 @@ class KubernetesBackend:
         io_timeout: float = 30.0,
         control_timeout: float = 5.0,
         heartbeat: float | None = 30.0,
+        claude_bin: str | None = None,
     ) -> None:
         self.namespace = namespace
+        self._claude_bin = claude_bin
         self._kubeconfig = str(kubeconfig) if kubeconfig else None
         self._breaker = ApiBreaker(threshold=breaker_threshold, reset_seconds=breaker_reset_seconds)
         self._backoff = (backoff_base, backoff_cap)
@@ -188,6 +190,8 @@ class KubernetesBackend:
             raise ExecFailed(spawn_failure(argv[0], problem), details={"errno": problem})
         token = secrets.token_hex(8)
         marker = command_id or f"run_{secrets.token_hex(12)}"
+        if self._claude_bin is not None and argv[0] == self._claude_bin:
+            env = {**env, "TMPDIR": scripts.temp_dir(token)}  # removed by the cleanup exec
         command = scripts.run_argv(
             token=token,
             marker=marker,

@@ -14,6 +14,9 @@ subshell in the same group, started before the marker is set, notices when the c
 gone and reaps what it left behind (`sleep 1000 &` holding stdout would otherwise keep the exec
 open forever, since an exec ends only at output EOF). The scan needs `grep` in the container.
 
+A Claude command gets its own temporary folder, `TMPDIR=/tmp/rdev-<token>.tmp` (the CLI leaves
+a folder per run in it): the wrapper makes it, the cleanup exec removes it.
+
 Problems the kubelet cannot see (the wrapper always starts) are recorded as marker lines in the
 pid file, which the cleanup exec prints and removes: the program is not found, not executable
 (or a directory), not an executable format (neither `#!` nor ELF: the shell would otherwise run
@@ -74,6 +77,7 @@ cd "$d" 2>/dev/null || { echo nocwd >>"$f.pid"; exit 126; }
  reap "$m"; kill -s KILL 0) </dev/null >/dev/null 2>&1 &
 while [ "$#" -gt 0 ] && [ "$1" != -- ]; do export "$1"; shift; done
 shift
+if [ "${TMPDIR-}" = "$f.tmp" ]; then mkdir -m 700 "$f.tmp" || exit 125; fi
 export RDEV_COMMAND_ID="$m"
 case $1 in
 */*) p=$1 ;;
@@ -122,6 +126,7 @@ if { read -r pg <"$f.pid"; } 2>/dev/null; then
   cat "$f.pid"
 fi
 rm -f "$f.pid" "$f.cancel" "$f.in"
+rm -rf "$f.tmp"
 exit 0
 """
 )
@@ -208,6 +213,11 @@ def signal_argv(token: str, signal: str, *, marker: str, mark: bool) -> list[str
     if signal not in _SIGNALS:
         raise ValueError(f"unsupported signal {signal}")
     return _script(SIGNAL, _token(token), signal, "mark" if mark else "", _marker(marker))
+
+
+def temp_dir(token: str) -> str:
+    """The per-command TMPDIR the wrapper makes and the cleanup exec removes."""
+    return f"/tmp/rdev-{_token(token)}.tmp"
 
 
 def cleanup_argv(token: str, *, marker: str) -> list[str]:

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 from rdev.adapters.local import tree
@@ -24,6 +24,7 @@ from rdev.adapters.local.process import LocalExecution, scrubbed_env, start_proc
 from rdev.domain import policy, settings
 from rdev.domain.errors import BackendUnavailable, InvalidInput, InvalidSettings, NotFound
 from rdev.domain.models import Project, ProjectStatus
+from rdev.ports import Execution, ExitStatus, OutputChunk
 
 CONFIG_FILE = "project.toml"
 
@@ -38,11 +39,13 @@ class LocalBackend:
         cache_seconds: float = 1.0,
         claude_bin: str | None = None,
         claude_state: Path | None = None,
+        claude_temp: Path | None = None,
     ) -> None:
         self._root = root
         self._cache_seconds = cache_seconds
         self._claude_bin = claude_bin
         self._claude_state = claude_state
+        self._claude_temp_root = claude_temp
         # (read at, root folder mtime, projects): project.toml edits show within cache_seconds,
         # new or removed folders at once (they change the root's mtime)
         self._cache: tuple[float, float, dict[str, Project]] | None = None
@@ -100,23 +103,38 @@ class LocalBackend:
         cwd: str | None = None,
         stdin: bytes | None = None,
         command_id: str | None = None,
-    ) -> LocalExecution:
+    ) -> Execution:
         workdir = self._inside(project, cwd or "")
         if not workdir.is_dir():
             raise InvalidInput(f"cwd {cwd!r} is not a directory", details={"field": "cwd"})
+        marker = command_id or f"run_{secrets.token_hex(12)}"
+        temp = await self._claude_temp(argv, marker)
         env = {**env, **await self._claude_env(project, argv)}
-        return await start_process(
-            argv,
-            cwd=str(workdir),
-            env=scrubbed_env(env),
-            stdin=stdin,
-            marker=command_id or f"run_{secrets.token_hex(12)}",
-        )
+        if temp is not None:
+            env["TMPDIR"] = str(temp)
+        try:
+            execution = await start_process(
+                argv, cwd=str(workdir), env=scrubbed_env(env), stdin=stdin, marker=marker
+            )
+        except BaseException:
+            if temp is not None:
+                await asyncio.to_thread(shutil.rmtree, temp, True)
+            raise
+        return execution if temp is None else TempDirExecution(execution, temp)
 
     async def kill_command(self, project_id: str, command_id: str) -> int:
         """Any process on this machine still carrying the command's marker (a crashed replica's
         command, swept to lost) is killed; the project need not exist any more."""
         return await asyncio.to_thread(tree.end, command_id)
+
+    async def _claude_temp(self, argv: Sequence[str], marker: str) -> Path | None:
+        """A claude command's own TMPDIR (the CLI leaves a folder per run in it), removed when
+        the command ends: `<claude_temp>/<marker>-XXXX`, private to rdev's user."""
+        if self._claude_temp_root is None or not argv or argv[0] != self._claude_bin:
+            return None
+        root = self._claude_temp_root
+        await asyncio.to_thread(root.mkdir, mode=0o700, parents=True, exist_ok=True)
+        return Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"{marker}-", dir=root))
 
     async def _claude_env(self, project: Project, argv: Sequence[str]) -> dict[str, str]:
         if self._claude_state is None or not argv or argv[0] != self._claude_bin:
@@ -160,6 +178,26 @@ class LocalBackend:
         return target
 
 
+class TempDirExecution:
+    """A process whose temporary folder is removed once it has ended (and its tree with it)."""
+
+    def __init__(self, inner: LocalExecution, folder: Path) -> None:
+        self._inner = inner
+        self._folder = folder
+
+    def output(self) -> AsyncIterator[OutputChunk]:
+        return self._inner.output()
+
+    async def wait(self) -> ExitStatus:
+        try:
+            return await self._inner.wait()
+        finally:
+            await asyncio.to_thread(shutil.rmtree, self._folder, True)
+
+    async def cancel(self, *, grace_seconds: float) -> None:
+        await self._inner.cancel(grace_seconds=grace_seconds)
+
+
 def _atomic_write(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".rdev-", suffix=".tmp")
@@ -196,6 +234,7 @@ def _load_project(folder: Path) -> Project:
         max_concurrent=cfg.max_concurrent,
         allow_raw_shell=cfg.allow_raw_shell,
         allow_claude_shell=cfg.allow_claude_shell,
+        claude_env=cfg.claude_env,
     )
 
 

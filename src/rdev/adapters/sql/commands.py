@@ -84,6 +84,9 @@ def _row_to_command(row: Any) -> Command:
             total_cost_usd=row.claude_cost_usd,
             num_turns=row.claude_num_turns,
             is_error=row.claude_is_error,
+            subtype=row.claude_subtype,
+            terminal_reason=row.claude_terminal_reason,
+            permission_denials=tuple((str(t), str(s)) for t, s in row.claude_denials or ()),
         ),
         idempotency_key=row.idempotency_key,
         request_hash=row.request_hash,
@@ -387,6 +390,9 @@ class SqlCommandStore:
                 "claude_cost_usd": finish.claude.total_cost_usd,
                 "claude_num_turns": finish.claude.num_turns,
                 "claude_is_error": finish.claude.is_error,
+                "claude_subtype": finish.claude.subtype,
+                "claude_terminal_reason": finish.claude.terminal_reason,
+                "claude_denials": [list(d) for d in finish.claude.permission_denials] or None,
             }
             if finish.claude.session_id is not None:  # never forget one recorded at init
                 values["claude_session_id"] = finish.claude.session_id

@@ -61,6 +61,9 @@ commands = Table(
     Column("claude_cost_usd", Float),
     Column("claude_num_turns", Integer),
     Column("claude_is_error", Boolean),
+    Column("claude_subtype", String(64)),
+    Column("claude_terminal_reason", String(64)),
+    Column("claude_denials", JSON),  # [[tool name, input summary], ...]
     Column("idempotency_key", String(200)),
     Column("request_hash", String(64)),
     Column("lease_owner", String(200)),

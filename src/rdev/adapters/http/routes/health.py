@@ -20,7 +20,11 @@ async def health(request: Request) -> JSONResponse:
 async def ready(request: Request, svc: Services) -> JSONResponse:
     results = await svc.readiness.run()
     checks = {r.name: {"ok": r.ok, **({"error": r.error} if r.error else {})} for r in results}
+    # the Claude CLI is reported, never a reason to be unready: shell and git still work, and a
+    # claude submission without it is refused with 503 CLAUDE_UNAVAILABLE on its own
+    claude = {"claude": await svc.claude_cli.report()} if svc.claude_cli is not None else {}
     if all(r.ok for r in results):
-        return ok({"status": "ready", "checks": checks}, request)
-    body = envelope("NOT_READY", "service not ready", request.state.request_id, {"checks": checks})
+        return ok({"status": "ready", "checks": checks, **claude}, request)
+    details = {"checks": checks, **claude}
+    body = envelope("NOT_READY", "service not ready", request.state.request_id, details)
     return JSONResponse(body, status_code=503)
