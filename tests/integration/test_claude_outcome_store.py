@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, text
 from rdev.adapters.sql import db
 from rdev.adapters.sql.store import Store, build_store
 from rdev.config import Settings
+from rdev.domain.lifecycle import CLAIMED_LAST_SEQ
 from rdev.domain.models import (
     ClaudeResult,
     Command,
@@ -41,7 +42,7 @@ async def _run(store: Store, cid: str, claude: ClaudeResult | None) -> Command:
         project_limit=lambda _p: 5,
     )  # fmt: skip
     end = Finish(status=CommandStatus.SUCCEEDED, finished_at=NOW, exit_code=0, claude=claude)
-    done = Event(cid, 2, EventType.COMPLETE, {"status": "succeeded"})
+    done = Event(cid, CLAIMED_LAST_SEQ + 1, EventType.COMPLETE, {"status": "succeeded"})
     assert await store.commands.finish(cid, end, [done])
     got = await store.commands.get(cid)
     assert got is not None
