@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from rdev.domain.usage import Reported, RunUsage
+
 T = TypeVar("T")
 
 
@@ -122,6 +124,10 @@ class ClaudeResult:
     total_cost_usd: float | None = None
     num_turns: int | None = None
     is_error: bool | None = None
+    # cost accounting (domain/usage.py): `total_cost_usd` is the CLI's own figure, which may be
+    # cumulative over a resumed session; `usage` is this run's share of it
+    usage: RunUsage | None = None
+    reported: Reported | None = None
 
 
 @dataclass(frozen=True, slots=True)

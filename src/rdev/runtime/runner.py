@@ -15,6 +15,7 @@ from rdev.domain import settings
 from rdev.domain.errors import RdevError
 from rdev.domain.lifecycle import elapsed_ms, status_for_exit, terminal_events
 from rdev.domain.models import ClaudeResult, Command, CommandKind, CommandStatus, EventType
+from rdev.domain.usage import Reported, parse_reported
 from rdev.ports import (
     Backend,
     CommandStore,
@@ -24,6 +25,7 @@ from rdev.ports import (
     Finish,
     StreamName,
 )
+from rdev.runtime.claude_usage import account, cost_view
 from rdev.runtime.gitguard import check_repository
 from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.outage import persist
@@ -64,6 +66,8 @@ class Runner:
         self._stop_status = CommandStatus.CANCELLED
         self._stop_error: tuple[str, str] | None = None
         self._claude = ClaudeResult()
+        self._reported: Reported | None = None  # the result's cost figures
+        self._model: str | None = None  # the init message's model
 
     def cancel(self) -> None:
         self._stop.set()
@@ -194,9 +198,11 @@ class Runner:
             return
         if obj.get("type") == "result":
             self._claude = _claude_result(obj, self._claude.session_id)
+            self._reported = parse_reported(obj)
         elif self._claude.session_id is None and (sid := _init_session(obj)):
             # stored at once, so a run that is cancelled, times out or is lost can be resumed
             self._claude = ClaudeResult(session_id=sid)
+            self._model = obj["model"] if isinstance(obj.get("model"), str) else None
             await self._commands.record_claude_session(self.command.id, sid)
         writer.message(obj)
 
@@ -208,6 +214,11 @@ class Runner:
         error: tuple[str, str] | None,
     ) -> None:
         await writer.flush()
+        claude = None
+        if self.command.kind is CommandKind.CLAUDE:
+            claude = await account(
+                self._commands, self.command, self._claude, self._reported, model=self._model
+            )
         now = self._clock()
         final = terminal_events(
             self.command.id,
@@ -216,6 +227,7 @@ class Runner:
             exit_code=exit_code,
             duration_ms=elapsed_ms(self.command.started_at, now),
             error=error,
+            extra=cost_view(claude) if claude is not None else None,
         )
         writer.seq = final[-1].seq
         finish = Finish(
@@ -223,7 +235,7 @@ class Runner:
             finished_at=now,
             exit_code=exit_code,
             error=error[1] if error else None,
-            claude=self._claude if self.command.kind is CommandKind.CLAUDE else None,
+            claude=claude,
             output_bytes=writer.output_bytes,
             truncated=writer.truncated,
         )
