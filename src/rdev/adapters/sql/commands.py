@@ -38,6 +38,7 @@ from sqlalchemy.sql.elements import BindParameter
 from rdev.adapters.sql.db import CLAIM_LOCK, QUEUE_LOCK, Database, utc
 from rdev.adapters.sql.events import insert_events
 from rdev.adapters.sql.tables import commands
+from rdev.adapters.sql.usage import baseline, from_json, insert_usage, usage_json
 from rdev.domain.errors import InvalidInput, QueueFull
 from rdev.domain.models import (
     ClaudeResult,
@@ -49,6 +50,7 @@ from rdev.domain.models import (
     Page,
     Priority,
 )
+from rdev.domain.usage import Reported
 from rdev.ports import CommandFilter, Enqueued, Finish
 
 c = commands.c
@@ -56,6 +58,7 @@ _TICK = timedelta(microseconds=1)  # the finest step both databases store
 
 
 def _row_to_command(row: Any) -> Command:
+    reported, usage = from_json(row.claude_usage, row.claude_cost_usd, row.claude_run_cost_usd)
     return Command(
         id=row.id,
         project_id=row.project_id,
@@ -77,6 +80,8 @@ def _row_to_command(row: Any) -> Command:
             total_cost_usd=row.claude_cost_usd,
             num_turns=row.claude_num_turns,
             is_error=row.claude_is_error,
+            usage=usage,
+            reported=reported,
         ),
         idempotency_key=row.idempotency_key,
         request_hash=row.request_hash,
@@ -353,10 +358,13 @@ class SqlCommandStore:
             "lease_expires_at": None,
         }
         if finish.claude is not None:
+            usage = finish.claude.usage
             values |= {
                 "claude_cost_usd": finish.claude.total_cost_usd,
                 "claude_num_turns": finish.claude.num_turns,
                 "claude_is_error": finish.claude.is_error,
+                "claude_run_cost_usd": None if usage is None else usage.cost_usd,
+                "claude_usage": usage_json(finish.claude),
             }
             if finish.claude.session_id is not None:  # never forget one recorded at init
                 values["claude_session_id"] = finish.claude.session_id
@@ -366,6 +374,8 @@ class SqlCommandStore:
             if result.rowcount != 1:
                 return False
             insert_events(conn, final)
+            if finish.claude is not None and finish.claude.usage is not None:
+                insert_usage(conn, command_id, finish.claude.usage, finish.finished_at)
             return True
 
         try:
@@ -395,6 +405,11 @@ class SqlCommandStore:
             .limit(1)
         )
         return await self._db.read(lambda conn: conn.execute(q).first() is not None)
+
+    async def claude_baseline(
+        self, project_id: str, session_id: str, before: datetime
+    ) -> Reported | None:
+        return await self._db.read(lambda conn: baseline(conn, project_id, session_id, before))
 
 
 def _values(command: Command) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from rdev.adapters.sql.commands import SqlCommandStore
 from rdev.adapters.sql.db import Database, open_database
 from rdev.adapters.sql.events import SqlEventLog
 from rdev.adapters.sql.keys import SqlKeyStore
+from rdev.adapters.sql.usage import SqlUsageStore
 from rdev.config import Settings
 
 
@@ -20,6 +21,7 @@ class Store:
     audit_log: SqlAuditLog
     commands: SqlCommandStore
     events: SqlEventLog
+    usage: SqlUsageStore
 
     async def close(self) -> None:
         await self.db.close()
@@ -33,4 +35,5 @@ def build_store(settings: Settings) -> Store:
         audit_log=SqlAuditLog(db),
         commands=SqlCommandStore(db),
         events=SqlEventLog(db),
+        usage=SqlUsageStore(db),
     )
