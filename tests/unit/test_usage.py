@@ -30,10 +30,16 @@ def result(
         "total_cost_usd": cost,
         "usage": usage | {"server_tool_use": {"web_search_requests": 0}},
         "modelUsage": {
-            name: {"inputTokens": i, "outputTokens": o, "cacheReadInputTokens": r,
-                   "cacheCreationInputTokens": c, "costUSD": usd, "contextWindow": 200000}
+            name: {
+                "inputTokens": i,
+                "outputTokens": o,
+                "cacheReadInputTokens": r,
+                "cacheCreationInputTokens": c,
+                "costUSD": usd,
+                "contextWindow": 200000,
+            }
             for name, (usd, i, o, r, c) in models.items()
-        },  # fmt: skip
+        },
     }
 
 
@@ -58,7 +64,9 @@ TURNS = [(0.25, 100, 10, 0, 50), (0.5, 200, 20, 40, 0), (0.125, 30, 5, 60, 0)]
 @pytest.mark.parametrize("chain", [cumulative_chain, per_run_chain])
 def test_the_run_costs_of_a_resumed_chain_add_up_to_what_was_spent(chain: Any) -> None:
     reported = chain(TURNS)
-    runs = [run_usage(r, reported[i - 1] if i else None, model=None) for i, r in enumerate(reported)]
+    runs = [
+        run_usage(r, reported[i - 1] if i else None, model=None) for i, r in enumerate(reported)
+    ]
     assert [r.cost_usd for r in runs] == [0.25, 0.5, 0.125]
     assert [r.models[0].tokens for r in runs] == [Tokens(*t) for _, *t in TURNS]
     assert sum(r.cost_usd for r in runs) == sum(t[0] for t in TURNS)

@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from rdev.domain import policy, text
 from rdev.domain.models import ApiKey, AuditEntry, Command, IssuedKey, Project
+from rdev.runtime.claude_usage import cost_view
 
 Strict = ConfigDict(extra="forbid")
 
@@ -206,6 +207,7 @@ def command_view(cmd: Command, *, queue_position: int | None = None) -> dict[str
         "num_turns": cmd.claude.num_turns,
         "is_error": cmd.claude.is_error,
         "events_url": f"/commands/{cmd.id}/events",
+        **cost_view(cmd.claude),
     }
 
 
