@@ -38,6 +38,7 @@ from rdev.services.commands import CommandService
 from rdev.services.health import Readiness
 from rdev.services.keys import KEYS_TOPIC, KeyService
 from rdev.services.projects import ProjectService
+from rdev.services.usage import UsageService
 
 log = structlog.get_logger(__name__)
 
@@ -176,10 +177,17 @@ def build(
         redis_key_prefix=settings.redis_key_prefix,
         refusal_entries_per_minute=settings.audit_refusals_per_minute,
     )
+    keys = KeyService(store.keys, audit, bus, clock=clock, cache_seconds=settings.key_cache_seconds)
+    usage = UsageService(
+        store=store.usage,
+        keys=keys,
+        backend=backend,
+        clock=clock,
+        key_daily_usd=settings.key_daily_budget_usd,
+        project_daily_usd=settings.project_daily_budget_usd,
+    )
     services = HttpServices(
-        keys=KeyService(
-            store.keys, audit, bus, clock=clock, cache_seconds=settings.key_cache_seconds
-        ),
+        keys=keys,
         audit=audit,
         projects=ProjectService(backend),
         readiness=readiness,
@@ -196,6 +204,7 @@ def build(
             default_timeout=settings.default_timeout_seconds,
             max_timeout=settings.max_timeout_seconds,
             claude_bin=settings.claude_bin,
+            budget=usage.check_budget,
         ),
         streams=hub,
         claude_config=ClaudeConfigService(backend, audit),
@@ -203,6 +212,7 @@ def build(
         stream_slots=StreamSlots(
             per_key=settings.max_streams_per_key, per_replica=stream_capacity(settings)
         ),
+        usage=usage,
         heartbeat_seconds=settings.sse_heartbeat_seconds,
     )
     app = App(settings, store, backend, bus, hub, dispatcher, services, demo=demo)

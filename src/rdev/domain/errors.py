@@ -157,3 +157,10 @@ def spawn_failure(program: str, errno_name: str, reason: str = "") -> str:
 
 class InvalidEventId(InvalidInput):
     code = "INVALID_EVENT_ID"
+
+
+class BudgetExceeded(RateLimited):
+    """A daily Claude budget (a key's or a project's) is spent; `retry_after` runs to the next
+    UTC midnight, when it resets."""
+
+    code = "BUDGET_EXCEEDED"

@@ -87,6 +87,7 @@ class Project:
     allow_claude_shell: bool = False
     pod: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    daily_budget_usd: float | None = None  # Claude spend per UTC day (domain/settings.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ STATUS: dict[type[e.RdevError], int] = {
     e.Unavailable: 503,
     e.DatabaseUnavailable: 503,
     e.ExecFailed: 502,
+    e.BudgetExceeded: 429,
 }
 
 _HTTP_CODES = {

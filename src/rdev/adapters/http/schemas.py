@@ -166,6 +166,8 @@ class ClaudeRun(_Run):
         default=None, max_length=100
     )
     append_system_prompt: Text | None = None
+    # the CLI ends the run once it has spent this much (docs/claude-cost.md)
+    max_budget_usd: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
 
 
 class ShellRun(_Run):

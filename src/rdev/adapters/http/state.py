@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rdev.runtime.streams import StreamHub
     from rdev.services.claude_config import ClaudeConfigService
     from rdev.services.commands import CommandService
+    from rdev.services.usage import UsageService
 
 
 @dataclass
@@ -31,4 +32,5 @@ class HttpServices:
     claude_config: ClaudeConfigService
     refusals: RefusalAudit
     stream_slots: StreamSlots
+    usage: UsageService
     heartbeat_seconds: float = 15.0

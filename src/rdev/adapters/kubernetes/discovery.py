@@ -203,6 +203,7 @@ def build_target(pod: Obj, entry: ConfigEntry | None) -> Target:
         max_concurrent=common.max_concurrent,
         allow_raw_shell=common.allow_raw_shell,
         allow_claude_shell=common.allow_claude_shell,
+        daily_budget_usd=common.daily_budget_usd,
         pod=str(meta.get("name", "")),
         labels=labels,
     )

@@ -196,6 +196,7 @@ def _load_project(folder: Path) -> Project:
         max_concurrent=cfg.max_concurrent,
         allow_raw_shell=cfg.allow_raw_shell,
         allow_claude_shell=cfg.allow_claude_shell,
+        daily_budget_usd=cfg.daily_budget_usd,
     )
 
 
