@@ -10,7 +10,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat
 from pydantic_core import PydanticCustomError
 
 from rdev.domain import policy, text
@@ -167,7 +167,8 @@ class ClaudeRun(_Run):
     )
     append_system_prompt: Text | None = None
     # the CLI ends the run once it has spent this much (docs/claude-cost.md)
-    max_budget_usd: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
+    # strict: `true` or `"5"` is not an amount
+    max_budget_usd: StrictFloat | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
 
 
 class ShellRun(_Run):
