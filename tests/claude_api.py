@@ -4,7 +4,10 @@
 streamed as the real API streams it (message_start, content_block_start/delta/stop,
 message_delta with usage, message_stop) or as one JSON message when `stream` is false. It
 records what the model was given: each request's system prompt and its user turns as plain
-text, leaving out `role: "system"` turns and the CLI's `<system-reminder>` blocks."""
+text, leaving out `role: "system"` turns and the CLI's `<system-reminder>` blocks.
+
+The usage it reports is `DEFAULT_USAGE` unless a test queues its own figures in `usage`: each
+request takes the next one (input, output, cache-read and cache-creation tokens)."""
 
 from __future__ import annotations
 
@@ -31,11 +34,34 @@ class Turn:
     model: str
 
 
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 12
+    output_tokens: int = 7
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+    def fields(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+        }
+
+
+DEFAULT_USAGE = Usage()
+
+
 @dataclass
 class FakeAnthropic:
     url: str = ""
     turns: list[Turn] = field(default_factory=list)
     other_paths: list[str] = field(default_factory=list)
+    usage: list[Usage] = field(default_factory=list)  # taken one per request, in order
+
+    def next_usage(self) -> Usage:
+        return self.usage.pop(0) if self.usage else DEFAULT_USAGE
 
     def prompts(self) -> list[str]:
         """The last user text of every request, in order."""
@@ -73,9 +99,9 @@ def _sse(kind: str, data: dict[str, Any]) -> bytes:
 _END = {"stop_reason": "end_turn", "stop_sequence": None}
 
 
-def _events(model: str, text: str) -> list[bytes]:
-    usage = {"input_tokens": 12, "output_tokens": 1, "cache_creation_input_tokens": 0,
-             "cache_read_input_tokens": 0}  # fmt: skip
+def _events(model: str, text: str, figures: Usage) -> list[bytes]:
+    # as the real API: message_start holds the input side, message_delta the output tokens
+    usage = figures.fields() | {"output_tokens": 1}
     message = {"id": "msg_stand_in", "type": "message", "role": "assistant", "model": model,
                "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}  # fmt: skip
     return [
@@ -83,7 +109,7 @@ def _events(model: str, text: str) -> list[bytes]:
         _sse("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
         _sse("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}}),
         _sse("content_block_stop", {"index": 0}),
-        _sse("message_delta", {"delta": _END, "usage": {"output_tokens": 7}}),
+        _sse("message_delta", {"delta": _END, "usage": {"output_tokens": figures.output_tokens}}),
         _sse("message_stop", {}),
     ]
 
@@ -93,10 +119,11 @@ def build_app(state: FakeAnthropic) -> Starlette:
         body = await request.json()
         turn = _turn(body)
         state.turns.append(turn)
+        figures = state.next_usage()
         text = f"You said: {turn.user_texts[-1] if turn.user_texts else ''}"
         if not body.get("stream"):
             content = [{"type": "text", "text": text}]
-            usage = {"input_tokens": 12, "output_tokens": 7}
+            usage = figures.fields()
             return JSONResponse(
                 {
                     "id": "msg_stand_in",
@@ -110,7 +137,7 @@ def build_app(state: FakeAnthropic) -> Starlette:
             )
 
         async def stream() -> AsyncIterator[bytes]:
-            for event in _events(turn.model, text):
+            for event in _events(turn.model, text, figures):
                 yield event
 
         return StreamingResponse(stream(), media_type="text/event-stream")
