@@ -155,11 +155,18 @@ async def test_the_sums_read_through_an_index(store: Store, column: str, index: 
     assert index in await store.db.write(plan)
 
 
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 async def test_migration_0006_keeps_existing_claude_costs_as_the_clis_figure(
-    tmp_path: Path,
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    path = tmp_path / "old.db"
-    sync = create_engine(f"sqlite:///{path}")
+    db_url = (
+        f"sqlite:///{tmp_path / 'old.db'}"
+        if database == "sqlite"
+        else str(request.getfixturevalue("own_pg_url"))  # an empty database of its own
+    )
+    sync = create_engine(db_url)
     with sync.begin() as conn:
         cfg = Config()
         cfg.set_main_option("script_location", str(db.MIGRATIONS))
@@ -168,19 +175,21 @@ async def test_migration_0006_keeps_existing_claude_costs_as_the_clis_figure(
         conn.execute(
             text("INSERT INTO commands (id, project_id, kind, argv, status, priority, "
                  "priority_rank, created_at, timeout_seconds, env, cancel_requested, "
-                 "output_bytes, truncated, claude_cost_usd, claude_session_id) VALUES "
-                 "('cmd_old', 'p', 'claude', '[\"claude\"]', 'succeeded', 'normal', 1, "
-                 "'2026-11-01 00:00:00', 60, '{}', 0, 0, 0, 0.5, 's1')")
+                 "output_bytes, truncated, claude_cost_usd, claude_session_id, finished_at) "
+                 "VALUES ('cmd_old', 'p', 'claude', '[\"claude\"]', 'succeeded', 'normal', 1, "
+                 "'2026-11-01 00:00:00+00', 60, '{}', false, 0, false, 0.5, 's1', "
+                 "'2026-11-01 00:01:00+00')")
         )  # fmt: skip
     sync.dispose()
-    store = build_store(Settings(database_url=f"sqlite:///{path}"))
+    store = build_store(Settings(database_url=db_url))
     try:
         await store.db.migrate()
         got = await store.commands.get("cmd_old")
         assert got is not None and got.claude.total_cost_usd == 0.5
         assert got.claude.usage is None
+        # an old run is still the baseline of a run resumed from it
         base = await store.commands.claude_baseline("p", "s1", datetime.now(UTC))
-        assert base is None  # it has no finished_at: it never counted as a baseline
+        assert base == Reported(0.5)
         assert await SqlUsageStore(store.db).spent(date(2026, 11, 1), project_id="p") == 0.0
     finally:
         await store.close()
