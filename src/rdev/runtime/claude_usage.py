@@ -1,8 +1,10 @@
 """A finished Claude run's own cost and tokens: its result's figures less its session's
 baseline (domain/usage.py), and how they are shown in the `complete` event and the API.
 
-`account` is the one place where a finished command's cost and tokens are known, before they
-are stored and published: counters of spend hang there."""
+`account` works them out before they are stored; they count once the store has taken the
+command's end, in `Runner._finish` where `persist(...)` returned True (`finish.claude.usage`):
+counters of spend hang there, not here (a command finished by another replica meanwhile is
+not this runner's to count)."""
 
 from __future__ import annotations
 
