@@ -161,3 +161,33 @@ async def test_a_bad_max_budget_usd_is_a_422(rdev: Running, value: object) -> No
         return
     assert resp.status_code == 422, resp.text
     assert resp.json()["error"]["details"]["field"] == "max_budget_usd"
+
+
+async def test_a_keys_own_daily_budget_wins_over_the_default(launch: Launch) -> None:
+    async with launch({"p": {}}, key_daily_budget_usd=100.0) as rdev:
+        resp = await rdev.admin.post(
+            "/keys",
+            json={"name": "tight", "scopes": ["commands:claude", "commands:read"],
+                  "daily_budget_usd": 0.01},
+        )  # fmt: skip
+        assert resp.status_code == 201, resp.text
+        issued = resp.json()["data"]
+        assert issued["daily_budget_usd"] == 0.01
+        listed = (await rdev.admin.get(f"/keys/{issued['id']}")).json()["data"]
+        assert listed["daily_budget_usd"] == 0.01
+        client = rdev.client(issued["key"])
+        await _claude(client, "p")
+        refused = await client.post("/projects/p/claude", json={"prompt": "more"})
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["details"]["limit_usd"] == 0.01
+        await _claude(rdev.admin, "p")  # the default budget of other keys is far off
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1000001", '"5"', "true", "1e400", "NaN"])
+async def test_a_bad_key_daily_budget_is_a_422(rdev: Running, value: str) -> None:
+    body = '{"name": "k", "scopes": ["commands:read"], "daily_budget_usd": ' + value + "}"
+    resp = await rdev.admin.post(
+        "/keys", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["details"]["field"] == "daily_budget_usd"

@@ -180,6 +180,11 @@ async def test_migration_0006_keeps_existing_claude_costs_as_the_clis_figure(
                  "'2026-11-01 00:00:00+00', 60, '{}', false, 0, false, 0.5, 's1', "
                  "'2026-11-01 00:01:00+00')")
         )  # fmt: skip
+        conn.execute(
+            text("INSERT INTO api_keys (id, name, secret_hash, scopes, projects, allowed_ips, "
+                 "created_at) VALUES ('k_old', 'old', 'h', '[\"admin\"]', '[]', '[]', "
+                 "'2026-11-01 00:00:00+00')")
+        )  # fmt: skip
     sync.dispose()
     store = build_store(Settings(database_url=db_url))
     try:
@@ -191,5 +196,7 @@ async def test_migration_0006_keeps_existing_claude_costs_as_the_clis_figure(
         base = await store.commands.claude_baseline("p", "s1", datetime.now(UTC))
         assert base == Reported(0.5)
         assert await SqlUsageStore(store.db).spent(date(2026, 11, 1), project_id="p") == 0.0
+        key = await store.keys.get("k_old")
+        assert key is not None and key.daily_budget_usd is None  # the server default applies
     finally:
         await store.close()

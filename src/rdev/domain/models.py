@@ -103,6 +103,7 @@ class ApiKey:
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
     created_by: str | None = None
+    daily_budget_usd: float | None = None  # Claude spend per UTC day (services/usage.py)
 
     def has_scope(self, scope: Scope) -> bool:
         return Scope.ADMIN in self.scopes or scope in self.scopes

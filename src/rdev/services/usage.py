@@ -88,10 +88,11 @@ class UsageService:
         its daily budget; it names the budget, and resets at the next UTC midnight."""
         now = self._clock().astimezone(UTC)
         today = now.date()
-        if self._key_daily is not None:
+        key_budget = key.daily_budget_usd or self._key_daily
+        if key_budget is not None:
             spent = await self._store.spent(today, key_id=key.id)
-            if spent >= self._key_daily:
-                raise _exceeded("key", key.id, self._key_daily, spent, now)
+            if spent >= key_budget:
+                raise _exceeded("key", key.id, key_budget, spent, now)
         project = await self._backend.get_project(project_id)
         budget = project.daily_budget_usd or self._project_daily
         if budget is not None:

@@ -42,6 +42,10 @@ class KeyCreate(BaseModel):
     projects: list[Text] = Field(default_factory=list, max_length=500)
     allowed_ips: list[Text] = Field(default_factory=list, max_length=100)
     expires_at: AwareDatetime | None = None
+    # Claude spend per UTC day past which its Claude commands are refused (docs/claude-cost.md)
+    daily_budget_usd: StrictFloat | None = Field(
+        default=None, gt=0, le=1_000_000, allow_inf_nan=False
+    )
 
 
 # Every error's body as `errors.envelope` builds it, for OpenAPI. Inline rather than a model:
@@ -84,6 +88,7 @@ def key_view(key: ApiKey) -> dict[str, Any]:
         "created_at": _ts(key.created_at),
         "revoked_at": _ts(key.revoked_at),
         "last_used_at": _ts(key.last_used_at),
+        "daily_budget_usd": key.daily_budget_usd,
     }
 
 
@@ -98,6 +103,7 @@ def issued_view(issued: IssuedKey) -> dict[str, Any]:
         "allowed_ips": view["allowed_ips"],
         "expires_at": view["expires_at"],
         "created_at": view["created_at"],
+        "daily_budget_usd": view["daily_budget_usd"],
     }
 
 

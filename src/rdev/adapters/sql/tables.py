@@ -37,6 +37,7 @@ api_keys = Table(
     Column("revoked_at", TS),
     Column("last_used_at", TS),
     Column("created_by", String(32)),
+    Column("daily_budget_usd", Float),  # Claude spend per UTC day; None: the server default
 )
 
 commands = Table(

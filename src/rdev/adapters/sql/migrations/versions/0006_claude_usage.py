@@ -1,6 +1,7 @@
 """Claude cost and tokens: commands.claude_run_cost_usd (a run's own cost; claude_cost_usd
-stays the CLI's figure), commands.claude_usage (the figures behind it), and claude_usage, one
-row per finished run and model, summed by day for the usage reports and budgets
+stays the CLI's figure), commands.claude_usage (the figures behind it), claude_usage, one
+row per finished run and model, summed by day for the usage reports and budgets, and
+api_keys.daily_budget_usd
 
 Revision ID: 0006
 Revises: 0005
@@ -22,6 +23,8 @@ def upgrade() -> None:
     with op.batch_alter_table("commands") as batch_op:
         batch_op.add_column(sa.Column("claude_run_cost_usd", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("claude_usage", sa.JSON(), nullable=True))
+    with op.batch_alter_table("api_keys") as batch_op:
+        batch_op.add_column(sa.Column("daily_budget_usd", sa.Float(), nullable=True))
     op.create_table(
         "claude_usage",
         sa.Column("command_id", sa.String(length=40), primary_key=True),
@@ -43,6 +46,8 @@ def downgrade() -> None:
     op.drop_index("ix_claude_usage_key", table_name="claude_usage")
     op.drop_index("ix_claude_usage_project", table_name="claude_usage")
     op.drop_table("claude_usage")
+    with op.batch_alter_table("api_keys") as batch_op:
+        batch_op.drop_column("daily_budget_usd")
     with op.batch_alter_table("commands") as batch_op:
         batch_op.drop_column("claude_usage")
         batch_op.drop_column("claude_run_cost_usd")
