@@ -11,7 +11,10 @@ Scripted by the prompt's text:
 - `run bash: CMD` asks for a Bash tool use of CMD; once a tool result comes back, it answers
   `Tool said: <the result's text>`;
 - `api error NNN` answers every such request with HTTP NNN and an Anthropic error body (529 is
-  `overloaded_error`), so the CLI retries (`api_retry` messages) and gives up."""
+  `overloaded_error`), so the CLI retries (`api_retry` messages) and gives up.
+
+The usage it reports is `DEFAULT_USAGE` unless a test queues its own figures in `usage`: each
+request takes the next one (input, output, cache-read and cache-creation tokens)."""
 
 from __future__ import annotations
 
@@ -42,11 +45,34 @@ class Turn:
     tool_results: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 12
+    output_tokens: int = 7
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+    def fields(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+        }
+
+
+DEFAULT_USAGE = Usage()
+
+
 @dataclass
 class FakeAnthropic:
     url: str = ""
     turns: list[Turn] = field(default_factory=list)
     other_paths: list[str] = field(default_factory=list)
+    usage: list[Usage] = field(default_factory=list)  # taken one per request, in order
+
+    def next_usage(self) -> Usage:
+        return self.usage.pop(0) if self.usage else DEFAULT_USAGE
 
     def prompts(self) -> list[str]:
         """The last user text of every request, in order."""
@@ -104,9 +130,11 @@ _API_ERROR = re.compile(r"api error (\d{3})")
 _ERROR_TYPES = {529: "overloaded_error", 500: "api_error", 429: "rate_limit_error"}
 
 
-def _events(model: str, text: str, *, tool: dict[str, Any] | None = None) -> list[bytes]:
-    usage = {"input_tokens": 12, "output_tokens": 1, "cache_creation_input_tokens": 0,
-             "cache_read_input_tokens": 0}  # fmt: skip
+def _events(
+    model: str, text: str, figures: Usage, *, tool: dict[str, Any] | None = None
+) -> list[bytes]:
+    # as the real API: message_start holds the input side, message_delta the output tokens
+    usage = figures.fields() | {"output_tokens": 1}
     message = {"id": "msg_stand_in", "type": "message", "role": "assistant", "model": model,
                "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}  # fmt: skip
     if tool is not None:
@@ -121,7 +149,7 @@ def _events(model: str, text: str, *, tool: dict[str, Any] | None = None) -> lis
         _sse("content_block_start", {"index": 0, "content_block": block}),
         _sse("content_block_delta", {"index": 0, "delta": delta}),
         _sse("content_block_stop", {"index": 0}),
-        _sse("message_delta", {"delta": end, "usage": {"output_tokens": 7}}),
+        _sse("message_delta", {"delta": end, "usage": {"output_tokens": figures.output_tokens}}),
         _sse("message_stop", {}),
     ]
 
@@ -132,6 +160,7 @@ def build_app(state: FakeAnthropic) -> Starlette:
         key = request.headers.get("x-api-key") or request.headers.get("authorization", "")
         turn = _turn(body, key)
         state.turns.append(turn)
+        figures = state.next_usage()
         prompt = turn.user_texts[-1] if turn.user_texts else ""
         text = f"You said: {prompt}"
         tool = None
@@ -147,7 +176,7 @@ def build_app(state: FakeAnthropic) -> Starlette:
                 tool = {"name": "Bash", "input": {"command": bash[1].strip()}}
         if not body.get("stream"):
             content = [{"type": "text", "text": text}]
-            usage = {"input_tokens": 12, "output_tokens": 7}
+            usage = figures.fields()
             return JSONResponse(
                 {
                     "id": "msg_stand_in",
@@ -161,7 +190,7 @@ def build_app(state: FakeAnthropic) -> Starlette:
             )
 
         async def stream() -> AsyncIterator[bytes]:
-            for event in _events(turn.model, text, tool=tool):
+            for event in _events(turn.model, text, figures, tool=tool):
                 yield event
 
         return StreamingResponse(stream(), media_type="text/event-stream")

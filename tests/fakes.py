@@ -19,7 +19,7 @@ import inspect
 import selectors
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from rdev.domain.errors import Conflict, ExecFailed, InvalidInput, NotFound
@@ -34,6 +34,7 @@ from rdev.domain.models import (
     Project,
     ProjectStatus,
 )
+from rdev.domain.usage import ModelUsage, Reported, Tokens, UsageRow
 from rdev.ports import (
     Backend,
     CommandFilter,
@@ -44,6 +45,7 @@ from rdev.ports import (
     Finish,
     OutputChunk,
     StreamName,
+    UsageQuery,
 )
 
 T = TypeVar("T")
@@ -275,6 +277,66 @@ class MemoryCommandStore:
             x.project_id == project_id and x.claude.session_id == session_id
             for x in self.commands.values()
         )
+
+    async def claude_baseline(
+        self, project_id: str, session_id: str, before: datetime
+    ) -> Reported | None:
+        done = [
+            x
+            for x in self.commands.values()
+            if x.project_id == project_id
+            and x.claude.session_id == session_id
+            and x.finished_at is not None
+            and x.finished_at < before
+            and x.claude.total_cost_usd is not None
+        ]
+        if not done:
+            return None
+        last = max(done, key=lambda x: x.finished_at or before)
+        return last.claude.reported or Reported(last.claude.total_cost_usd)
+
+
+class MemoryUsageStore:
+    """The twin of adapters/sql/usage.py: sums the run usage of a command store's finished
+    Claude commands."""
+
+    def __init__(self, commands: MemoryCommandStore) -> None:
+        self._commands = commands
+
+    def _rows(self) -> list[tuple[Command, ModelUsage]]:
+        return [
+            (x, m)
+            for x in self._commands.commands.values()
+            if x.finished_at is not None and x.claude.usage is not None
+            for m in x.claude.usage.models
+        ]
+
+    async def daily(self, query: UsageQuery) -> list[UsageRow]:
+        sums: dict[tuple[date, str], list[Any]] = {}
+        for cmd, m in self._rows():
+            day = (cmd.finished_at or T0).astimezone(UTC).date()
+            if not query.first <= day <= query.last:
+                continue
+            if query.project_id is not None and cmd.project_id != query.project_id:
+                continue
+            if query.key_id is not None and cmd.key_id != query.key_id:
+                continue
+            if query.projects is not None and cmd.project_id not in query.projects:
+                continue
+            acc = sums.setdefault((day, m.model), [0.0, Tokens(), set()])
+            t = acc[1]
+            acc[0] += m.cost_usd
+            acc[1] = Tokens(t.input + m.tokens.input, t.output + m.tokens.output,
+                            t.cache_read + m.tokens.cache_read,
+                            t.cache_creation + m.tokens.cache_creation)  # fmt: skip
+            acc[2].add(cmd.id)
+        return [UsageRow(d, m, a[0], a[1], len(a[2])) for (d, m), a in sorted(sums.items())]
+
+    async def spent(
+        self, day: date, *, key_id: str | None = None, project_id: str | None = None
+    ) -> float:
+        rows = await self.daily(UsageQuery(day, day, project_id=project_id, key_id=key_id))
+        return sum(r.cost_usd for r in rows)
 
 
 class FakeExecution:

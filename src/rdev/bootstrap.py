@@ -47,6 +47,7 @@ from rdev.services.health import Readiness
 from rdev.services.keys import KEYS_TOPIC, KeyService
 from rdev.services.projects import ProjectService
 from rdev.services.stream_tokens import StreamTokenService
+from rdev.services.usage import UsageService
 
 log = structlog.get_logger(__name__)
 
@@ -205,6 +206,14 @@ def build(
         else functools.partial(claude_version, settings.claude_bin),
         ttl=settings.claude_check_seconds,
     )
+    usage = UsageService(
+        store=store.usage,
+        keys=keys,
+        backend=backend,
+        clock=clock,
+        key_daily_usd=settings.key_daily_budget_usd,
+        project_daily_usd=settings.project_daily_budget_usd,
+    )
     services = HttpServices(
         keys=keys,
         audit=audit,
@@ -224,6 +233,7 @@ def build(
             max_timeout=settings.max_timeout_seconds,
             claude_bin=settings.claude_bin,
             claude_cli=claude_cli,
+            budget=usage.check_budget,
         ),
         claude_cli=claude_cli,
         streams=hub,
@@ -233,6 +243,7 @@ def build(
             per_key=settings.max_streams_per_key, per_replica=stream_capacity(settings)
         ),
         webhooks=webhook_service,
+        usage=usage,
         heartbeat_seconds=settings.sse_heartbeat_seconds,
         stream_tokens=StreamTokenService(
             keys,

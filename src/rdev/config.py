@@ -120,6 +120,14 @@ class Settings(BaseSettings):
         "info", validation_alias=_env("RDEV_LOG_LEVEL")
     )
     replica_id: str = Field("", validation_alias=_env("RDEV_REPLICA_ID"))
+    # Claude cost and budgets (docs/claude-cost.md): the daily spend (UTC) past which new
+    # Claude commands of a key, or of a project without its own daily_budget_usd, are refused
+    key_daily_budget_usd: float | None = Field(
+        None, gt=0, le=1_000_000, validation_alias=_env("RDEV_KEY_DAILY_BUDGET_USD")
+    )
+    project_daily_budget_usd: float | None = Field(
+        None, gt=0, le=1_000_000, validation_alias=_env("RDEV_PROJECT_DAILY_BUDGET_USD")
+    )
 
     # Browser-ready streams (docs/browser.md): CORS origins, stream tokens for EventSource.
     cors_origins: str = Field("", validation_alias=_env("RDEV_CORS_ORIGINS"))

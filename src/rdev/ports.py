@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal, Protocol
 
 from rdev.domain.models import (
@@ -18,6 +18,7 @@ from rdev.domain.models import (
     Page,
     Project,
 )
+from rdev.domain.usage import Reported, UsageRow
 from rdev.domain.webhooks import Delivery, Webhook, WebhookEvent
 
 StreamName = Literal["stdout", "stderr"]
@@ -230,6 +231,13 @@ class CommandStore(Protocol):
         """Whether a command of this project ran in that Claude session."""
         ...
 
+    async def claude_baseline(
+        self, project_id: str, session_id: str, before: datetime
+    ) -> Reported | None:
+        """The reported figures of the latest command of this project in that session that
+        finished before `before` with figures (domain/usage.py); None when there is none."""
+        ...
+
 
 class EventLog(Protocol):
     async def append(self, events: Sequence[Event]) -> None: ...
@@ -327,3 +335,29 @@ class WebhookStore(Protocol):
     async def delivery(self, webhook_id: str, delivery_id: str) -> Delivery | None: ...
 
     async def redeliver(self, webhook_id: str, delivery_id: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    """Claude usage of the days `first`..`last` (UTC, inclusive) of one project or one key;
+    `projects`, when given, keeps only those projects (the reader's grant)."""
+
+    first: date
+    last: date
+    project_id: str | None = None
+    key_id: str | None = None
+    projects: frozenset[str] | None = None
+
+
+class UsageStore(Protocol):
+    """Claude runs' own cost and tokens (written with each command's end), summed."""
+
+    async def daily(self, query: UsageQuery) -> list[UsageRow]:
+        """Sums per day and model, ordered by day then model."""
+        ...
+
+    async def spent(
+        self, day: date, *, key_id: str | None = None, project_id: str | None = None
+    ) -> float:
+        """The cost of the finished runs of one key or one project on a day."""
+        ...

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.claude_api import FakeAnthropic, fake_anthropic
+from tests.claude_api import FakeAnthropic, Usage, fake_anthropic
 from tests.e2e.conftest import Launch
 from tests.support import Running, read_sse, wait_status
 
@@ -133,3 +133,41 @@ async def test_sessions_resume_within_their_project_only(
             assert not list(state.glob(f"q/projects/*/{session}.jsonl"))
             assert not (tmp_path / "home" / ".claude").exists()
             assert not (tmp_path / "home" / ".claude.json").exists()
+
+
+TURNS = [Usage(1000, 100, 0, 0), Usage(2000, 200, 500, 300), Usage(3000, 300, 1000, 0)]
+
+
+async def test_a_resumed_chain_of_three_turns_is_counted_once(
+    launch: Launch, claude_bin: str, api: FakeAnthropic
+) -> None:
+    """The pinned CLI reports per-run figures in `--print` mode (it restores a session's cost
+    only from its project config, which `--print` does not write): each run then costs its own
+    figure, its tokens are its turn's alone, and the usage report adds up to the three turns.
+    The cumulative case is covered by tests/unit/test_usage.py and test_runner_usage.py."""
+    api.usage[:] = TURNS
+    async with launch({"p": {}}, claude_bin=claude_bin) as rdev:
+        first = await _run(rdev, "p", {"prompt": "one"})
+        session = first["session_id"]
+        runs = [first]
+        for prompt in ("two", "three"):
+            runs.append(await _run(rdev, "p", {"prompt": prompt, "resume_session": session}))
+        assert len(api.turns) == 3
+        for run, turn in zip(runs, TURNS, strict=True):
+            (model,) = run["usage"]
+            tokens = (model["input_tokens"], model["output_tokens"], model["cache_read_tokens"],
+                      model["cache_creation_tokens"])  # fmt: skip
+            assert tokens == (turn.input_tokens, turn.output_tokens,
+                              turn.cache_read_input_tokens, turn.cache_creation_input_tokens)  # fmt: skip
+            assert run["cost_usd"] > 0
+            assert run["cost_usd"] == pytest.approx(model["cost_usd"])
+        result = runs[-1]["messages"][-1]
+        assert result["total_cost_usd"] == runs[-1]["cumulative_cost_usd"]
+        # what the CLI reported over the chain, counted once: its figures were per run
+        reported = sum(r["cumulative_cost_usd"] for r in runs)
+        assert sum(r["cost_usd"] for r in runs) == pytest.approx(reported)
+        report = (await rdev.admin.get("/projects/p/usage")).json()["data"]
+        assert report["total"]["cost_usd"] == pytest.approx(reported)
+        assert report["total"]["input_tokens"] == sum(t.input_tokens for t in TURNS)
+        assert report["total"]["cache_read_tokens"] == 1500
+        assert sum(d["commands"] for d in report["days"]) == 3

@@ -193,6 +193,8 @@ def _valid(key: str, value: Any) -> bool:
         return type(value) is int and 1 <= value <= settings.MAX_CONCURRENT_LIMIT
     if key == "allowed_commands":
         return type(value) is list and all(type(v) is str and v in KINDS for v in value)
+    if key == "daily_budget_usd":
+        return type(value) in (int, float) and 0 < value <= 1_000_000
     if key == "description":
         limit = settings.MAX_DESCRIPTION_CHARS
         return type(value) is str and len(value) <= limit and "\x00" not in value
@@ -220,6 +222,7 @@ def test_any_mapping_is_an_error_or_exactly_what_it_says(doc: dict[str, Any]) ->
     assert parsed.allowed_kinds == {CommandKind(k) for k in kinds}
     assert parsed.max_concurrent == doc.get("max_concurrent_commands")
     assert parsed.description == doc.get("description", "")
+    assert parsed.daily_budget_usd == doc.get("daily_budget_usd")
 
 
 @given(st.sampled_from(BOOL_KEYS), st.text() | st.integers() | st.floats() | st.none())

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rdev.domain import policy
+from rdev.domain.errors import InvalidInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +18,23 @@ class ClaudeSpec:
     resume_session: str | None = None
     allowed_tools: Sequence[str] | None = None
     append_system_prompt: str | None = None
+    max_budget_usd: float | None = None  # the CLI stops the run past it (--max-budget-usd)
+
+
+MAX_RUN_BUDGET_USD = 1000.0
+
+
+def check_run_budget(value: float) -> str:
+    """A run's budget as the CLI option's value: a finite number of dollars, more than 0 and
+    at most MAX_RUN_BUDGET_USD (NaN and infinities fail the comparison)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput("max_budget_usd must be a number", details={"field": "max_budget_usd"})
+    if not 0 < value <= MAX_RUN_BUDGET_USD:
+        raise InvalidInput(
+            f"max_budget_usd must be more than 0 and at most {MAX_RUN_BUDGET_USD:g}",
+            details={"field": "max_budget_usd"},
+        )
+    return repr(float(value))
 
 
 # What the workspace may not configure unless the project trusts it: its `.claude/settings*.json`
@@ -46,6 +64,8 @@ def claude_argv(
         argv.append(f"--max-turns={int(spec.max_turns)}")
     if spec.permission_mode:
         argv.append("--permission-mode=" + policy.check_permission_mode(spec.permission_mode))
+    if spec.max_budget_usd is not None:
+        argv.append("--max-budget-usd=" + check_run_budget(spec.max_budget_usd))
     if spec.resume_session:
         argv.append("--resume=" + policy.check_session_id(spec.resume_session))
     if spec.allowed_tools:

@@ -170,3 +170,10 @@ class ClaudeUnavailable(Unavailable):
     answer `--version`): said at submission, not as a failed command later."""
 
     code = "CLAUDE_UNAVAILABLE"
+
+
+class BudgetExceeded(RateLimited):
+    """A daily Claude budget (a key's or a project's) is spent; `retry_after` runs to the next
+    UTC midnight, when it resets."""
+
+    code = "BUDGET_EXCEEDED"

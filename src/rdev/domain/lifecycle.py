@@ -58,10 +58,11 @@ def terminal_events(
     exit_code: int | None,
     duration_ms: int,
     error: tuple[str, str] | None = None,
-    claude: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> list[Event]:
     """The events that end a command's log, numbered after `last_seq`: its final `status`, an
-    `error` (code, message) when given, and `complete`, the last event of every log."""
+    `error` (code, message) when given, and `complete`, the last event of every log (with
+    `extra`, e.g. a Claude run's cost, added to it)."""
     if not is_terminal(status):
         raise ValueError(f"{status.value} is not a terminal status")
     data: list[tuple[EventType, dict[str, Any]]] = [(EventType.STATUS, {"status": status.value})]
@@ -71,7 +72,7 @@ def terminal_events(
         (
             EventType.COMPLETE,
             {"status": status.value, "exit_code": exit_code, "duration_ms": duration_ms}
-            | (claude or {}),  # a claude command's outcome (domain/claude_outcome.py)
+            | (extra or {}),  # a claude command's outcome and cost
         )
     )
     return [

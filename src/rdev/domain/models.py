@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from rdev.domain.claude_env import ClaudeEnv
+from rdev.domain.usage import Reported, RunUsage
 
 T = TypeVar("T")
 
@@ -89,6 +90,7 @@ class Project:
     labels: dict[str, str] = field(default_factory=dict)
     # variables for its claude commands (secrets: never shown, see domain/claude_env.py)
     claude_env: ClaudeEnv = field(default_factory=ClaudeEnv, repr=False)
+    daily_budget_usd: float | None = None  # Claude spend per UTC day (domain/settings.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ class ApiKey:
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
     created_by: str | None = None
+    daily_budget_usd: float | None = None  # Claude spend per UTC day (services/usage.py)
 
     def has_scope(self, scope: Scope) -> bool:
         return Scope.ADMIN in self.scopes or scope in self.scopes
@@ -131,6 +134,10 @@ class ClaudeResult:
     subtype: str | None = None
     terminal_reason: str | None = None
     permission_denials: tuple[tuple[str, str], ...] = ()
+    # cost accounting (domain/usage.py): `total_cost_usd` is the CLI's own figure, which may be
+    # cumulative over a resumed session; `usage` is this run's share of it
+    usage: RunUsage | None = None
+    reported: Reported | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ class ProjectSettings:
     allow_raw_shell: bool = False
     allow_claude_shell: bool = False
     claude_env: ClaudeEnv = field(default_factory=ClaudeEnv)
+    daily_budget_usd: float | None = None  # None: the server's RDEV_PROJECT_DAILY_BUDGET_USD
 
 
 class _Bad(Exception):
@@ -118,6 +119,17 @@ def _claude_env(value: object) -> ClaudeEnv:
     return ClaudeEnv(dict(value))
 
 
+MAX_BUDGET_USD = 1_000_000
+
+
+def _budget(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad(f"must be a number of US dollars, got {_got(value)}")
+    if not 0 < value <= MAX_BUDGET_USD:  # NaN fails this too
+        raise _Bad(f"must be more than 0 and at most {MAX_BUDGET_USD}, got {value}")
+    return float(value)
+
+
 # settings key -> (ProjectSettings field, value parser): the allow-list
 FIELDS: dict[str, tuple[str, Callable[[object], Any]]] = {
     "description": ("description", _text),
@@ -126,6 +138,7 @@ FIELDS: dict[str, tuple[str, Callable[[object], Any]]] = {
     "allow_raw_shell": ("allow_raw_shell", _bool),
     "allow_claude_shell": ("allow_claude_shell", _bool),
     "claude_env": ("claude_env", _claude_env),
+    "daily_budget_usd": ("daily_budget_usd", _budget),
 }
 
 

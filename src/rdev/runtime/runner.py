@@ -17,6 +17,7 @@ from rdev.domain.claude_env import command_env
 from rdev.domain.errors import RdevError
 from rdev.domain.lifecycle import CLAIMED_LAST_SEQ, elapsed_ms, status_for_exit, terminal_events
 from rdev.domain.models import ClaudeResult, Command, CommandKind, CommandStatus, EventType
+from rdev.domain.usage import Reported, parse_reported
 from rdev.ports import (
     Backend,
     CommandStore,
@@ -26,6 +27,7 @@ from rdev.ports import (
     Finish,
     StreamName,
 )
+from rdev.runtime.claude_usage import account, cost_view
 from rdev.runtime.gitguard import check_repository
 from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.outage import persist
@@ -63,6 +65,8 @@ class Runner:
         self._stop_status = CommandStatus.CANCELLED
         self._stop_error: tuple[str, str] | None = None
         self._claude = ClaudeResult()
+        self._reported: Reported | None = None  # the result's cost figures
+        self._model: str | None = None  # the init message's model
 
     def cancel(self) -> None:
         self._stop.set()
@@ -200,9 +204,11 @@ class Runner:
         if obj.get("type") == "result":
             result = _claude_result(obj, self._claude.session_id)
             self._claude = dataclasses.replace(result, **claude_outcome.outcome_fields(obj))
+            self._reported = parse_reported(obj)
         elif self._claude.session_id is None and (sid := _init_session(obj)):
             # stored at once, so a run that is cancelled, times out or is lost can be resumed
             self._claude = ClaudeResult(session_id=sid)
+            self._model = obj["model"] if isinstance(obj.get("model"), str) else None
             await self._commands.record_claude_session(self.command.id, sid)
         writer.message(obj)
 
@@ -214,6 +220,11 @@ class Runner:
         error: tuple[str, str] | None,
     ) -> None:
         await writer.flush()
+        claude = None
+        if self.command.kind is CommandKind.CLAUDE:
+            claude = await account(
+                self._commands, self.command, self._claude, self._reported, model=self._model
+            )
         now = self._clock()
         final = terminal_events(
             self.command.id,
@@ -222,9 +233,7 @@ class Runner:
             exit_code=exit_code,
             duration_ms=elapsed_ms(self.command.started_at, now),
             error=error,
-            claude=claude_outcome.view(self._claude)
-            if self.command.kind is CommandKind.CLAUDE
-            else None,
+            extra=claude_outcome.view(claude) | cost_view(claude) if claude is not None else None,
         )
         writer.seq = final[-1].seq
         finish = Finish(
@@ -232,7 +241,7 @@ class Runner:
             finished_at=now,
             exit_code=exit_code,
             error=error[1] if error else None,
-            claude=self._claude if self.command.kind is CommandKind.CLAUDE else None,
+            claude=claude,
             output_bytes=writer.output_bytes,
             truncated=writer.truncated,
         )

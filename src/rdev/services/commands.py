@@ -7,7 +7,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -85,6 +85,7 @@ class CommandService:
         max_timeout: int,
         claude_bin: str,
         claude_cli: ClaudeCli | None = None,
+        budget: Callable[[ApiKey, str], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._log = log
@@ -98,6 +99,7 @@ class CommandService:
         self._max_timeout = max_timeout
         self.claude_bin = claude_bin
         self._claude_cli = claude_cli
+        self._budget = budget  # refuses a Claude run past a daily budget (services/usage.py)
         self.accepting = True
 
     async def project_for(self, key: ApiKey, project_id: str, kind: CommandKind) -> Project:
@@ -142,6 +144,8 @@ class CommandService:
             existing = await self._store.find_idempotent(key.id, sub.idempotency_key)
             if existing is not None:
                 return await self._replay(existing, request_hash)
+        if sub.kind is CommandKind.CLAUDE and self._budget is not None:
+            await self._budget(key, sub.project_id)
         timeout = sub.timeout_seconds or self._default_timeout
         if timeout > self._max_timeout:
             raise InvalidInput(

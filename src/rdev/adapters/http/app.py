@@ -22,6 +22,7 @@ from rdev.adapters.http.routes import (
     keys,
     projects,
     streams,
+    usage,
     webhooks,
 )
 from rdev.adapters.http.state import HttpServices
@@ -52,7 +53,7 @@ def create_app(
     # matched before the documented twins in the routers
     app.router.routes.extend([*projects.lean_routes, *streams.lean_routes])
     app.include_router(health.router)
-    for module in (keys, projects, commands, streams, claude_config, audit, webhooks):
+    for module in (keys, projects, commands, streams, claude_config, audit, webhooks, usage):
         # all behind KeyAuth; KEY_ERRORS last, so its 429 and 503 keep their Retry-After
         app.include_router(module.router, responses=ERRORS | KEY_ERRORS)
     app.add_middleware(InFlightLimit, limit=max_requests_in_flight)  # inside the edge

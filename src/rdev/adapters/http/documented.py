@@ -24,6 +24,17 @@ class PermissionDenial(BaseModel):
     input_summary: str
 
 
+class ModelUsageView(BaseModel):
+    """A Claude run's own cost and tokens for one model (`runtime/claude_usage.model_view`)."""
+
+    model: str
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+
+
 class CommandView(BaseModel):
     """`schemas.command_view`, field for field."""
 
@@ -54,6 +65,10 @@ class CommandView(BaseModel):
     subtype: str | None = None
     terminal_reason: str | None = None
     permission_denials: list[PermissionDenial] | None = None
+    # Claude cost accounting (docs/claude-cost.md): the run's own cost, the CLI's figure
+    cost_usd: float | None = None
+    cumulative_cost_usd: float | None = None
+    usage: list[ModelUsageView] = []
 
 
 class CommandResponse(BaseModel):
@@ -160,6 +175,7 @@ def _event(name: EventType, data: dict[str, Any], required: tuple[str, ...]) -> 
 _STRING = {"type": "string"}
 _STATUS = {"enum": [s.value for s in CommandStatus]}
 _NULLABLE_INT = {"type": ["integer", "null"]}
+_NULLABLE_NUMBER = {"type": ["number", "null"]}
 # One event of a stream, as OpenAPI 3.2 documents Server-Sent Events: `itemSchema` is each event
 # parsed into event, data, id and retry, and `schema` the whole stream, a sequence of them.
 # The id, once given, is `COMMAND:SEQ` or `COMMAND:final`; a client carries it over to events
@@ -184,7 +200,12 @@ SSE_EVENT: dict[str, Any] = {
         _event(EventType.TRUNCATED, {"limit_bytes": {"type": "integer"}}, ("limit_bytes",)),
         _event(EventType.HEARTBEAT, {"timestamp": _STRING}, ("timestamp",)),
         _event(EventType.COMPLETE, {"status": _STATUS, "exit_code": _NULLABLE_INT,
-                                    "duration_ms": _NULLABLE_INT}, ("status",)),
+                                    "duration_ms": _NULLABLE_INT,
+                                    # Claude runs: their cost (docs/claude-cost.md)
+                                    "cost_usd": _NULLABLE_NUMBER,
+                                    "cumulative_cost_usd": _NULLABLE_NUMBER,
+                                    "usage": {"type": "array", "items": {"type": "object"}}},
+               ("status",)),
         _event(EventType.ERROR, {"code": _STRING, "message": _STRING}, ("code", "message")),
     ],
 }  # fmt: skip

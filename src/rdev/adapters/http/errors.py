@@ -35,6 +35,7 @@ STATUS: dict[type[e.RdevError], int] = {
     e.ExecFailed: 502,
     e.WebhookUrlRefused: 422,
     e.ClaudeUnavailable: 503,
+    e.BudgetExceeded: 429,
 }
 
 _HTTP_CODES = {

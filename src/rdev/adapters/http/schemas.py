@@ -10,11 +10,12 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat
 from pydantic_core import PydanticCustomError
 
 from rdev.domain import claude_outcome, policy, text
 from rdev.domain.models import ApiKey, AuditEntry, Command, CommandKind, IssuedKey, Project
+from rdev.runtime.claude_usage import cost_view
 
 Strict = ConfigDict(extra="forbid")
 
@@ -41,6 +42,10 @@ class KeyCreate(BaseModel):
     projects: list[Text] = Field(default_factory=list, max_length=500)
     allowed_ips: list[Text] = Field(default_factory=list, max_length=100)
     expires_at: AwareDatetime | None = None
+    # Claude spend per UTC day past which its Claude commands are refused (docs/claude-cost.md)
+    daily_budget_usd: StrictFloat | None = Field(
+        default=None, gt=0, le=1_000_000, allow_inf_nan=False
+    )
 
 
 # Every error's body as `errors.envelope` builds it, for OpenAPI. Inline rather than a model:
@@ -83,6 +88,7 @@ def key_view(key: ApiKey) -> dict[str, Any]:
         "created_at": _ts(key.created_at),
         "revoked_at": _ts(key.revoked_at),
         "last_used_at": _ts(key.last_used_at),
+        "daily_budget_usd": key.daily_budget_usd,
     }
 
 
@@ -97,6 +103,7 @@ def issued_view(issued: IssuedKey) -> dict[str, Any]:
         "allowed_ips": view["allowed_ips"],
         "expires_at": view["expires_at"],
         "created_at": view["created_at"],
+        "daily_budget_usd": view["daily_budget_usd"],
     }
 
 
@@ -166,6 +173,9 @@ class ClaudeRun(_Run):
         default=None, max_length=100
     )
     append_system_prompt: Text | None = None
+    # the CLI ends the run once it has spent this much (docs/claude-cost.md)
+    # strict: `true` or `"5"` is not an amount
+    max_budget_usd: StrictFloat | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
 
 
 class ShellRun(_Run):
@@ -208,6 +218,7 @@ def command_view(cmd: Command, *, queue_position: int | None = None) -> dict[str
         "is_error": cmd.claude.is_error,
         **(claude_outcome.view(cmd.claude) if cmd.kind is CommandKind.CLAUDE else {}),
         "events_url": f"/commands/{cmd.id}/events",
+        **cost_view(cmd.claude),
     }
 
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rdev.services.claude_config import ClaudeConfigService
     from rdev.services.commands import CommandService
     from rdev.services.stream_tokens import StreamTokenService
+    from rdev.services.usage import UsageService
     from rdev.services.webhooks import WebhookService
 
 
@@ -35,6 +36,7 @@ class HttpServices:
     refusals: RefusalAudit
     stream_slots: StreamSlots
     webhooks: WebhookService
+    usage: UsageService
     heartbeat_seconds: float = 15.0
     stream_tokens: StreamTokenService | None = None  # browser-ready streams
     claude_cli: ClaudeCli | None = None  # is the Claude CLI there (services/claude_cli.py)

@@ -204,6 +204,7 @@ def build_target(pod: Obj, entry: ConfigEntry | None) -> Target:
         allow_raw_shell=common.allow_raw_shell,
         allow_claude_shell=common.allow_claude_shell,
         claude_env=common.claude_env,
+        daily_budget_usd=common.daily_budget_usd,
         pod=str(meta.get("name", "")),
         labels=labels,
     )

@@ -235,6 +235,7 @@ def _load_project(folder: Path) -> Project:
         allow_raw_shell=cfg.allow_raw_shell,
         allow_claude_shell=cfg.allow_claude_shell,
         claude_env=cfg.claude_env,
+        daily_budget_usd=cfg.daily_budget_usd,
     )
 
 

@@ -39,6 +39,7 @@ from rdev.adapters.sql.audit import insert_entry
 from rdev.adapters.sql.db import CLAIM_LOCK, QUEUE_LOCK, Database, utc
 from rdev.adapters.sql.events import insert_events
 from rdev.adapters.sql.tables import commands
+from rdev.adapters.sql.usage import baseline, from_json, insert_usage, usage_json
 from rdev.domain.errors import InvalidInput, QueueFull
 from rdev.domain.lifecycle import started_event
 from rdev.domain.models import (
@@ -52,6 +53,7 @@ from rdev.domain.models import (
     Page,
     Priority,
 )
+from rdev.domain.usage import Reported
 from rdev.domain.webhooks import WebhookEvent
 from rdev.ports import CommandFilter, Enqueued, Finish
 
@@ -63,6 +65,7 @@ _TICK = timedelta(microseconds=1)  # the finest step both databases store
 
 
 def _row_to_command(row: Any) -> Command:
+    reported, usage = from_json(row.claude_usage, row.claude_cost_usd, row.claude_run_cost_usd)
     return Command(
         id=row.id,
         project_id=row.project_id,
@@ -87,6 +90,8 @@ def _row_to_command(row: Any) -> Command:
             subtype=row.claude_subtype,
             terminal_reason=row.claude_terminal_reason,
             permission_denials=tuple((str(t), str(s)) for t, s in row.claude_denials or ()),
+            usage=usage,
+            reported=reported,
         ),
         idempotency_key=row.idempotency_key,
         request_hash=row.request_hash,
@@ -386,6 +391,7 @@ class SqlCommandStore:
             "lease_expires_at": None,
         }
         if finish.claude is not None:
+            usage = finish.claude.usage
             values |= {
                 "claude_cost_usd": finish.claude.total_cost_usd,
                 "claude_num_turns": finish.claude.num_turns,
@@ -393,6 +399,8 @@ class SqlCommandStore:
                 "claude_subtype": finish.claude.subtype,
                 "claude_terminal_reason": finish.claude.terminal_reason,
                 "claude_denials": [list(d) for d in finish.claude.permission_denials] or None,
+                "claude_run_cost_usd": None if usage is None else usage.cost_usd,
+                "claude_usage": usage_json(finish.claude),
             }
             if finish.claude.session_id is not None:  # never forget one recorded at init
                 values["claude_session_id"] = finish.claude.session_id
@@ -403,6 +411,8 @@ class SqlCommandStore:
                 return False
             insert_events(conn, final)
             self._outbox.command_finished(conn, command_id)
+            if finish.claude is not None and finish.claude.usage is not None:
+                insert_usage(conn, command_id, finish.claude.usage, finish.finished_at)
             return True
 
         try:
@@ -434,6 +444,11 @@ class SqlCommandStore:
             .limit(1)
         )
         return await self._db.read(lambda conn: conn.execute(q).first() is not None)
+
+    async def claude_baseline(
+        self, project_id: str, session_id: str, before: datetime
+    ) -> Reported | None:
+        return await self._db.read(lambda conn: baseline(conn, project_id, session_id, before))
 
 
 class _NoOutbox:

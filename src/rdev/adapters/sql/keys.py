@@ -29,6 +29,7 @@ def _row_to_key(row: Any) -> ApiKey:
         revoked_at=utc(row.revoked_at),
         last_used_at=utc(row.last_used_at),
         created_by=row.created_by,
+        daily_budget_usd=row.daily_budget_usd,
     )
 
 
@@ -49,6 +50,7 @@ class SqlKeyStore:
             expires_at=utc(key.expires_at),
             revoked_at=utc(key.revoked_at),
             created_by=key.created_by,
+            daily_budget_usd=key.daily_budget_usd,
         )
         outbox = self._outbox
 

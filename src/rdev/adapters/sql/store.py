@@ -10,6 +10,7 @@ from rdev.adapters.sql.commands import SqlCommandStore
 from rdev.adapters.sql.db import Database, open_database
 from rdev.adapters.sql.events import SqlEventLog
 from rdev.adapters.sql.keys import SqlKeyStore
+from rdev.adapters.sql.usage import SqlUsageStore
 from rdev.adapters.sql.webhooks import Outbox, SqlWebhookStore
 from rdev.clock import utcnow
 from rdev.config import Settings
@@ -23,6 +24,7 @@ class Store:
     commands: SqlCommandStore
     events: SqlEventLog
     webhooks: SqlWebhookStore
+    usage: SqlUsageStore
 
     async def close(self) -> None:
         await self.db.close()
@@ -38,4 +40,5 @@ def build_store(settings: Settings) -> Store:
         commands=SqlCommandStore(db, outbox),
         events=SqlEventLog(db),
         webhooks=SqlWebhookStore(db, outbox),
+        usage=SqlUsageStore(db),
     )

@@ -7,6 +7,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     Index,
@@ -36,6 +37,7 @@ api_keys = Table(
     Column("revoked_at", TS),
     Column("last_used_at", TS),
     Column("created_by", String(32)),
+    Column("daily_budget_usd", Float),  # Claude spend per UTC day; None: the server default
 )
 
 commands = Table(
@@ -72,6 +74,8 @@ commands = Table(
     Column("output_bytes", BigInteger, nullable=False, default=0),
     Column("truncated", Boolean, nullable=False, default=False),
     Column("on_output_limit", String(16), nullable=False, server_default="truncate"),
+    Column("claude_run_cost_usd", Float),  # a run's own cost; claude_cost_usd: the CLI's figure
+    Column("claude_usage", JSON),  # the figures behind it (adapters/sql/usage.py)
     UniqueConstraint("key_id", "idempotency_key", name="uq_commands_idempotency"),
     Index("ix_commands_queue", "status", "priority_rank", "created_at"),
     Index("ix_commands_project", "project_id", "created_at"),
@@ -158,4 +162,22 @@ webhook_attempts = Table(
     Column("latency_ms", Integer, nullable=False),
     Column("error", Text),
     Column("response_prefix", Text, nullable=False),
+)
+
+claude_usage = Table(
+    # One row per finished Claude run and model: the run's own cost and tokens, by UTC day.
+    "claude_usage",
+    metadata,
+    Column("command_id", String(40), primary_key=True),
+    Column("model", String(100), primary_key=True),
+    Column("project_id", String(200), nullable=False),
+    Column("key_id", String(32)),
+    Column("day", Date, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_creation_tokens", BigInteger, nullable=False),
+    Index("ix_claude_usage_project", "project_id", "day"),
+    Index("ix_claude_usage_key", "key_id", "day"),
 )

@@ -54,13 +54,18 @@ def _common(body: Any, project_id: str, kind: CommandKind, argv: tuple[str, ...]
         priority=Priority(body.priority),
         on_output_limit=OutputLimitAction(body.on_output_limit),
         idempotency_key=idem,
-        # the default is left out, so a request's idempotency hash is what it was before
-        # on_output_limit existed
-        body=body.model_dump(
-            mode="json", exclude={"on_output_limit"} if body.on_output_limit == "truncate" else None
-        ),
+        # defaults are left out, so a request's idempotency hash is what it was before
+        # on_output_limit and max_budget_usd existed
+        body=body.model_dump(mode="json", exclude=_defaults_left_out(body)),
         **extra,
     )
+
+
+def _defaults_left_out(body: Any) -> set[str] | None:
+    out = {"on_output_limit"} if body.on_output_limit == "truncate" else set()
+    if getattr(body, "max_budget_usd", 0) is None:
+        out.add("max_budget_usd")
+    return out or None
 
 
 @router.post(

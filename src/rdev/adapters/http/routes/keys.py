@@ -24,6 +24,7 @@ async def create_key(
             projects=body.projects,
             allowed_ips=body.allowed_ips,
             expires_at=body.expires_at,
+            daily_budget_usd=body.daily_budget_usd,
         ),
         actor=caller.actor,
         by=caller.key,

@@ -1,0 +1,61 @@
+"""Claude usage reports: cost and tokens per UTC day and model, of a project or of a key
+(services/usage.py decides who may read which). Scope `commands:read`."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import JSONResponse
+
+from rdev.adapters.http.deps import CommandsRead, Services, ok
+from rdev.services.usage import Report
+
+router = APIRouter(tags=["usage"])
+From = Annotated[date | None, Query(alias="from", description="first UTC day (default: to - 29)")]
+To = Annotated[date | None, Query(alias="to", description="last UTC day (default: today)")]
+_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
+
+
+def _view(report: Report, **subject: str) -> dict[str, Any]:
+    days: list[dict[str, Any]] = [
+        {
+            "day": r.day.isoformat(),
+            "model": r.model,
+            "cost_usd": r.cost_usd,
+            "input_tokens": r.tokens.input,
+            "output_tokens": r.tokens.output,
+            "cache_read_tokens": r.tokens.cache_read,
+            "cache_creation_tokens": r.tokens.cache_creation,
+            "commands": r.commands,
+        }
+        for r in report.rows
+    ]
+    total: dict[str, float] = {"cost_usd": sum(r.cost_usd for r in report.rows)}
+    total |= {name: sum(d[name] for d in days) for name in _FIELDS}
+    return {
+        **subject,
+        "from": report.first.isoformat(),
+        "to": report.last.isoformat(),
+        "total": total,
+        "days": days,
+    }
+
+
+@router.get("/projects/{project_id}/usage", operation_id="project_usage")
+async def project_usage(
+    project_id: str, request: Request, caller: CommandsRead, svc: Services,
+    first: From = None, last: To = None,
+) -> JSONResponse:  # fmt: skip
+    report = await svc.usage.for_project(caller.key, project_id, first=first, last=last)
+    return ok(_view(report, project=project_id), request)
+
+
+@router.get("/keys/{key_id}/usage", operation_id="key_usage")
+async def key_usage(
+    key_id: str, request: Request, caller: CommandsRead, svc: Services,
+    first: From = None, last: To = None,
+) -> JSONResponse:  # fmt: skip
+    report = await svc.usage.for_key(caller.key, key_id, first=first, last=last)
+    return ok(_view(report, key_id=key_id), request)
