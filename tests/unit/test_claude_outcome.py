@@ -100,6 +100,8 @@ def test_a_denied_turn_is_recorded_and_its_complete_event_says_so() -> None:
             "status": "succeeded", "exit_code": 0, "duration_ms": 0, "outcome": "denied",
             "subtype": "success", "terminal_reason": "completed",
             "permission_denials": [{"tool_name": "Bash", "input_summary": "touch x"}],
+            # and its cost (runtime/claude_usage.py): the result line reported none
+            "cost_usd": 0.0, "cumulative_cost_usd": None, "usage": [],
         }  # fmt: skip
 
     run_virtual(main)
