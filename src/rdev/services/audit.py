@@ -61,7 +61,11 @@ class AuditService:
         one, say) besides the one the entry is about."""
         await self._log.append(
             self.entry(
-                action, actor=actor, details=details, target=target, outcome=outcome,
+                action,
+                actor=actor,
+                details=details,
+                target=target,
+                outcome=outcome,
                 project=project,
             )  # fmt: skip
         )
