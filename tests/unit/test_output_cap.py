@@ -190,13 +190,16 @@ def test_past_the_limit_memory_is_bounded_by_the_tail_budget() -> None:
     assert end["dropped_bytes"] + end["tail_bytes"] + cap.head_bytes == 800 * len(block)
 
 
-def test_many_tiny_chunks_do_not_grow_the_ring_past_the_tails_events() -> None:
+def test_many_tiny_chunks_do_not_grow_the_ring_past_its_bound() -> None:
     cap = OutputCap(max_bytes=1_000_000, max_events=100)
     _run(cap, [("stdout", b"y\n")] * 90)
-    for _ in range(10_000):
+    for _ in range(10_000):  # the streams alternate, so no two chunks can be joined
         cap.feed("stdout", b"y")
         cap.feed("stderr", b"\n")
-    assert all(len(ring.chunks) <= 12 for ring in cap._rings.values())
+    assert all(len(ring.chunks) <= 1024 for ring in cap._rings.values())
+    for _ in range(10_000):  # one stream's chunks in a row are joined
+        cap.feed("stdout", b"y")
+    assert len(cap._rings["stdout"].chunks) <= 1024 + 10_000 // 4096 + 1
 
 
 def test_a_chunk_larger_than_the_tail_keeps_its_own_end() -> None:
@@ -263,3 +266,27 @@ def test_line_sizes_count_the_bytes_as_written() -> None:
     cap = OutputCap(max_bytes=1024, max_events=100)
     assert cap.feed("stdout", "é\n".encode()) == [line]
     assert cap.head_bytes == 3
+
+
+def test_a_tail_of_lines_written_a_byte_at_a_time_keeps_its_last_lines() -> None:
+    # found by the property test above: a line spread over many small chunks (a program that
+    # writes a character at a time) pushed the line before it out of the ring
+    cap = OutputCap(max_bytes=2000, max_events=20)  # a tail of 200 bytes and 2 lines
+    data = b"\n" * 30 + b"last\n"
+    _, _, end, tail = _run(cap, _chunked(data, 1))
+    assert [line[0] for _, line in tail] == ["", "last"]
+    assert end is not None and end["dropped_lines"] == 30 - 18 - 1
+
+
+def test_byte_sized_chunks_of_two_streams_keep_their_arrival_order_in_the_tail() -> None:
+    cap = OutputCap(max_bytes=1000, max_events=100)  # tail: 100 bytes, 10 lines
+    chunks: list[tuple[StreamName, bytes]] = [("stdout", b"x" * 99 + b"\n")] * 10
+    for out, err in zip(b"out one\nout two\n", b"err one\nerr two\n", strict=True):
+        chunks += [("stdout", bytes([out])), ("stderr", bytes([err]))]
+    _, _, _, tail = _run(cap, chunks)
+    assert [(s, line[0]) for s, line in tail] == [
+        ("stdout", "out one"),
+        ("stderr", "err one"),
+        ("stdout", "out two"),
+        ("stderr", "err two"),
+    ]

@@ -199,15 +199,23 @@ Ordered = tuple[tuple[int, int], Line]  # (arrival of the chunk that ended it, i
 _LAST = 1 << 62  # orders the streams' unfinished last lines after everything else
 
 
+_MERGE_BYTES = 4096  # consecutive chunks of one stream are joined up to this size
+_MAX_CHUNKS = 1024  # chunks a ring holds at most, whatever their size (~100 KB)
+
+
 class _Ring:
-    """The last `budget` bytes (or a little more) of one stream past the limit, as the whole
-    chunks they arrived in; nothing is split until the end."""
+    """The last `budget` bytes (or a little more) of one stream past the limit, as the chunks
+    they arrived in; nothing is split until the end. Chunks of a stream that follow each other
+    with nothing from the other stream between them are joined (up to `_MERGE_BYTES`), so a
+    program writing a byte at a time still fills the ring with lines, not with one-byte chunks;
+    the order of the two streams' chunks is kept exactly. Only output whose streams alternate
+    in tiny writes can exceed `_MAX_CHUNKS`, and then the tail is shorter than its budget."""
 
     def __init__(self, budget: int, events: int) -> None:
         self.budget = budget
         self.events = events
-        self.max_chunks = events + 2  # enough for the tail's lines even at one chunk a line
-        self.chunks: deque[tuple[int, bytes]] = deque()
+        self.max_chunks = max(events + 2, _MAX_CHUNKS)
+        self.chunks: deque[tuple[int, bytes | bytearray]] = deque()
         self.size = 0
         self.clean = True  # the first chunk starts right after the last byte kept before it
 
@@ -217,8 +225,20 @@ class _Ring:
             self.size = 0
             self.clean = data[-self.budget - 1] == 0x0A
             data = data[-self.budget :]
+        elif self.chunks and self.chunks[-1][0] == arrival - 1:
+            last = self.chunks[-1][1]
+            if len(last) + len(data) <= min(_MERGE_BYTES, self.budget):
+                joined = last if isinstance(last, bytearray) else bytearray(last)
+                joined += data  # amortised: no copy of what is there already
+                self.chunks[-1] = (arrival, joined)
+                self.size += len(data)
+                self._bound()
+                return
         self.chunks.append((arrival, data))
         self.size += len(data)
+        self._bound()
+
+    def _bound(self) -> None:
         while (
             self.size - len(self.chunks[0][1]) >= self.budget or len(self.chunks) > self.max_chunks
         ):
@@ -245,7 +265,8 @@ class _Ring:
         splitter = LineSplitter(max_line)
         skip = not self.clean
         out: list[Ordered] = []
-        for arrival, data in self.chunks:
+        for arrival, chunk in self.chunks:
+            data = bytes(chunk)
             if skip:
                 cut = data.find(b"\n")
                 if cut < 0:
