@@ -25,7 +25,6 @@ CancelOnInterrupt = Annotated[
 Cwd = Annotated[str | None, typer.Option(help="Working folder, relative to the workspace.")]
 Timeout = Annotated[int | None, typer.Option("--timeout", help="Seconds before it is stopped.")]
 Priority = Annotated[str, typer.Option(help="high, normal or low.")]
-PASS_THROUGH = {"allow_interspersed_args": False}
 
 
 def _dump(data: Any) -> None:
@@ -154,7 +153,10 @@ def cancel(
     """Cancel a queued or running command."""
     with client(url, key, profile) as c:
         cmd = c.cancel(command_id)
-    err.print(f"rdev: {cmd.command_id} {cmd.status}", markup=False)
+    if cmd.done:
+        err.print(f"rdev: {cmd.command_id} {cmd.status}", markup=False)
+    else:  # a running command stops within the kill grace; `rdev status` tells when
+        err.print(f"rdev: {cmd.command_id} cancel requested (now {cmd.status})", markup=False)
 
 
 def commands(
@@ -211,9 +213,7 @@ def profile_list() -> None:
 
 
 def register(app: typer.Typer) -> None:
-    plain: list[Callable[..., None]] = [projects, claude, logs, status, cancel, commands]
+    plain: list[Callable[..., None]] = [projects, run, git, claude, logs, status, cancel, commands]
     for fn in plain:
         app.command(rich_help_panel="Client")(fn)
-    for fn in (run, git):
-        app.command(rich_help_panel="Client", context_settings=PASS_THROUGH)(fn)
     app.add_typer(profile_app, name="profile", rich_help_panel="Client")

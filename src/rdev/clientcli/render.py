@@ -19,8 +19,10 @@ OWN_FAILURE = 255  # rdev itself failed (like ssh): the command's own codes stay
 
 
 def exit_code_of(status: str, exit_code: int | None) -> int:
+    """What `rdev run` exits with: the command's code; 128+N for death by signal N (as a
+    shell reports it); 124 timed out and 130 cancelled without a code; else OWN_FAILURE."""
     if exit_code is not None:
-        return exit_code
+        return 128 - exit_code if exit_code < 0 else min(exit_code, 255)
     if status == "succeeded":
         return 0
     return EXIT_WITHOUT_CODE.get(status, OWN_FAILURE)

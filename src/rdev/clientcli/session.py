@@ -62,8 +62,9 @@ def client(url: str | None, key: str | None, profile: str | None,
 
 
 class _Poller:
-    """Asks for a queued command's position once a second, for the queue display; the
-    stream itself only says when the status changes."""
+    """Asks for a queued command's position once a second, for the queue display (the stream
+    only says when the status changes). Nothing shows for a command queued for less than
+    that, which is most of them: a new command is `queued` until the dispatcher claims it."""
 
     def __init__(self, c: Client, command_id: str, show: Callable[[int | None], None]) -> None:
         self._stop = threading.Event()
@@ -90,22 +91,23 @@ def follow(c: Client, handle: CommandHandle, renderer: Renderer,
     queue = QueueDisplay(handle.id, err)
     lock = threading.Lock()
 
+    started = False
+
     def show(position: int | None) -> None:
         with lock:
-            queue.queued(position)
+            if not started:  # a poll answered after the stream said it runs is stale
+                queue.queued(position)
 
-    poller = None
-    if handle.command.status == "queued":
-        show(handle.command.queue_position)
-        poller = _Poller(c, handle.id, show)
+    poller = _Poller(c, handle.id, show) if handle.command.status == "queued" else None
     final: dict[str, object] = {}
     try:
         for event in handle:
-            if event.event == "status" and event.data.get("status") == "queued":
-                position = event.data.get("queue_position")
-                show(position if isinstance(position, int) else None)
+            if event.event in ("connected", "status") and event.data.get("status") == "queued":
+                if renderer.raw_json:
+                    renderer.event(event)
                 continue
             with lock:
+                started = True
                 queue.done()
             if event.event == "complete":
                 final = event.data
