@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import httpx
 
@@ -57,12 +58,27 @@ class StreamState:
         self._connected = False
         self._attempt = 0
         self._progress_at = clock()
+        self._conn_last: str | None = None
 
     def headers(self) -> dict[str, str]:
         return {"Last-Event-ID": self.last_id} if self.last_id else {}
 
+    def new_connection(self) -> None:
+        self._conn_last = None
+
+    def _unstored(self, event: Event) -> Event:
+        """The event with `id` None when it is not stored. An SSE parser hands every event the
+        last id seen on the connection (the spec's "last event ID buffer"), so an event that
+        came without an id line carries its predecessor's; a stored event always has a new
+        one."""
+        if event.id is not None and event.id == self._conn_last:
+            return replace(event, id=None)
+        self._conn_last = event.id or self._conn_last
+        return event
+
     def accept(self, event: Event) -> Event | Reconnect | None:
         """What to do with one received event: yield it, drop it (None), or reconnect."""
+        event = self._unstored(event)
         if event.event == "heartbeat":
             return event if self._heartbeats else None
         if event.event == "error" and event.id is None:

@@ -119,6 +119,7 @@ class AsyncClient:
                                  timeout=httpx.Timeout(self._http.timeout.connect,
                                                        read=max(60.0, self.resume_timeout)),
                                  ) as source:  # fmt: skip
+                    state.new_connection()
                     response = source.response
                     if response.status_code == 204:
                         return  # the server says we already have `complete`
