@@ -19,6 +19,7 @@ from rdev.client import (
     NotFound,
     ValidationError,
 )
+from tests.e2e.conftest import Launch
 from tests.pgproxy import TcpProxy
 from tests.support import Running, eventually
 
@@ -176,3 +177,24 @@ async def test_a_cut_connection_mid_stream_resumes_without_gap_or_duplicate(
 
 def _open_gate(workspace: Path) -> None:
     (workspace / "gate").write_text("")
+
+
+@pytest.mark.slow
+async def test_a_slow_consumer_cut_off_by_the_server_resumes_without_loss(launch: Launch) -> None:
+    lines = 100_000
+    async with (
+        launch(sse_buffer_events=10) as rdev,
+        AsyncClient(rdev.url, rdev.admin_key, timeout=60) as sdk,
+    ):
+        handle = await sdk.run("demo", ["sh", "-c", f"sleep 0.5; seq 1 {lines}"])
+        events = aiter(handle)
+        assert (await anext(events)).event == "connected"
+        # stop reading while it writes far more than the buffer holds
+        await eventually(lambda: _done(sdk, handle.id), timeout=60)
+        got = [e.line async for e in events if e.line is not None]
+    assert got == [str(i) for i in range(1, lines + 1)]
+    assert handle.reconnects >= 1  # it was cut off (SLOW_CONSUMER) and came back
+
+
+async def _done(sdk: AsyncClient, command_id: str) -> bool:
+    return (await sdk.command(command_id)).done
