@@ -63,7 +63,7 @@ async def finish(proc: asyncio.subprocess.Process, timeout: float = 60) -> Done:
             await proc.wait()
         raise
     assert proc.returncode is not None
-    return Done(proc.returncode, out.decode(), err.decode())
+    return Done(proc.returncode, out.decode(), (err or b"").decode())
 
 
 async def cli(env: dict[str, str], *args: str) -> Done:
@@ -272,3 +272,35 @@ async def test_the_cli_resumes_through_a_cut_connection(rdev: Running, tmp_path:
         await proxy.close()
     assert done.code == 0, done
     assert (first + done.out).splitlines() == [f"line{i}" for i in range(1, 11)]
+
+
+async def test_on_a_terminal_the_queue_position_is_a_spinner(
+    launch: Launch, tmp_path: Path
+) -> None:
+    import pty
+
+    async with launch(projects={"solo": {"max_concurrent_commands": 1}}) as rdev:
+        env = client_env(tmp_path, rdev.url, rdev.admin_key)
+        env.pop("NO_COLOR")
+        env["TERM"] = "xterm"
+        async with AsyncClient(rdev.url, rdev.admin_key) as sdk:
+            blocker = await sdk.run("solo", ["sleep", "30"])
+            await eventually(lambda: _status_is(sdk, blocker.id, "running"))
+            main, tty = pty.openpty()
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *RDEV, "run", "solo", "--", "echo", "ran", env=env,
+                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=tty,
+                )  # fmt: skip
+                os.close(tty)
+                screen = ""
+                while "queued (position 1)" not in screen:
+                    chunk = await asyncio.wait_for(asyncio.to_thread(os.read, main, 4096), 20)
+                    assert chunk, screen
+                    screen += chunk.decode(errors="replace")
+                await blocker.cancel()
+                done = await finish(proc)
+            finally:
+                os.close(main)
+    assert "\x1b[" in screen and "rdev: cmd_" not in screen  # drawn in place, not lines
+    assert (done.code, done.out) == (0, "ran\n"), done
