@@ -6,54 +6,19 @@ generator, and schemathesis' stateful tests, follow a command from its submissio
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from fastapi import Path
 
+from rdev.adapters.http.deps import KEY_ERRORS
+from rdev.adapters.http.responses import CommandPage, CommandResponse, ProjectList
 from rdev.adapters.http.schemas import ERROR_CONTENT
 from rdev.domain.models import CommandStatus, EventType
 
-
-class Meta(BaseModel):
-    request_id: str
-    next_cursor: str | None = None
-
-
-class CommandView(BaseModel):
-    """`schemas.command_view`, field for field."""
-
-    command_id: str
-    stream_id: str
-    project: str
-    kind: Literal["claude", "shell", "git"]
-    argv: list[str]
-    status: CommandStatus
-    priority: Literal["high", "normal", "low"]
-    queue_position: int | None
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    duration_ms: int | None
-    exit_code: int | None
-    error: str | None
-    timeout_seconds: int
-    output_bytes: int
-    truncated: bool
-    session_id: str | None
-    total_cost_usd: float | None
-    num_turns: int | None
-    is_error: bool | None
-    events_url: str
-
-
-class CommandResponse(BaseModel):
-    data: CommandView
-    meta: Meta
-
-
-class CommandPage(BaseModel):
-    data: list[CommandView]
-    meta: Meta
+ProjectId = Annotated[str, Path(description="The project's id", examples=["demo"])]
+KeyId = Annotated[str, Path(description="The key's id", examples=["k1a2b3c4d5e6"])]
+ItemName = Annotated[str, Path(description="The item's name", examples=["review"])]
+CommandId = Annotated[str, Path(description="The command's id", examples=["cmd_3f2a9c4b5d6e7f80"])]
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -69,6 +34,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: _error("Validation error; `details` names the fields."),
     502: _error("The backend could not run the command."),
     503: _error("The backend or this replica is unavailable."),
+}
+# What a route behind KeyAuth may answer; KEY_ERRORS last, so its 429 and 503 keep their
+# Retry-After.
+KEYED = ERRORS | KEY_ERRORS
+
+# What the unauthenticated health routes may answer besides their own.
+HEALTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: ERRORS[422],
+    503: _error("Not ready (GET /ready), or this replica is shutting down."),
 }
 
 
@@ -110,6 +84,7 @@ SUBMITTED: dict[int | str, dict[str, Any]] = {
 _PROJECT = {"project_id": "$response.body#/data/0/id"}
 PROJECTS: dict[int | str, dict[str, Any]] = {
     200: {
+        "model": ProjectList,
         "description": "The projects this key may see.",
         "links": {
             name: {"operationId": op, "parameters": _PROJECT}
@@ -120,7 +95,9 @@ PROJECTS: dict[int | str, dict[str, Any]] = {
         },
     }
 }  # fmt: skip
-ONE_COMMAND: dict[int | str, dict[str, Any]] = {200: {"model": CommandResponse}}
+ONE_COMMAND: dict[int | str, dict[str, Any]] = {
+    200: {"model": CommandResponse, "description": "The command."}
+}
 COMMAND_PAGE: dict[int | str, dict[str, Any]] = {
     200: {
         "model": CommandPage,
@@ -179,6 +156,11 @@ EVENTS: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The command's events as Server-Sent Events, from the first or from "
         "after Last-Event-ID, until `complete`.",
-        "content": {"text/event-stream": {"schema": {"type": "array"}, "itemSchema": SSE_EVENT}},
+        "content": {
+            "text/event-stream": {
+                "schema": {"type": "array", "items": SSE_EVENT},
+                "itemSchema": SSE_EVENT,
+            }
+        },
     }
 }

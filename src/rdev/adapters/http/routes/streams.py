@@ -7,43 +7,41 @@ which is what makes a browser's EventSource stop reconnecting."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import Receive, Send
-from starlette.types import Scope as AsgiScope
 
 from rdev.adapters.http import sse
-from rdev.adapters.http.deps import CommandsRead, Services, caller_for
-from rdev.adapters.http.documented import EVENTS
+from rdev.adapters.http.deps import Caller, CommandsRead
+from rdev.adapters.http.documented import EVENTS, KEYED, CommandId, ProjectId
+from rdev.adapters.http.lean import serves
 from rdev.adapters.http.state import HttpServices
 from rdev.domain.errors import InvalidInput, NotFound
-from rdev.domain.models import Command, EventType, Scope
+from rdev.domain.models import Command, EventType
 
-router = APIRouter(tags=["streams"])
-LastEventIdHeader = Annotated[str | None, Header(alias="Last-Event-ID", max_length=200)]
-LastEventIdQuery = Annotated[str | None, Query(max_length=200)]
+twins = APIRouter(tags=["streams"], responses=KEYED)
+_EVENT_ID = "An event id this stream sent (`COMMAND:SEQ`, or `COMMAND:final`): resume after it"
+LastEventIdHeader = Annotated[
+    str | None, Header(alias="Last-Event-ID", max_length=200, description=_EVENT_ID)
+]
+LastEventIdQuery = Annotated[str | None, Query(max_length=200, description=_EVENT_ID)]
 
-# The streams are served by plain Starlette routes (`lean_routes`) whose endpoints are bare ASGI
-# apps: an idle stream then holds no FastAPI request machinery and no request/response wrapper
-# frames, which is most of what ten thousand open streams cost. Errors raised before the stream
-# starts still reach the error table (through the app's ExceptionMiddleware). The FastAPI
-# declarations below document the same endpoints in OpenAPI and share the code.
+# The streams are served by lean routes (see lean.py) whose endpoints are bare ASGI apps: an
+# idle stream then holds no FastAPI request machinery and no request/response wrapper frames,
+# which is most of what ten thousand open streams cost. Errors raised before the stream starts
+# still reach the error table (through the app's ExceptionMiddleware). The twins below declare
+# them for OpenAPI, and the lean routes are built from that declaration.
 
 
-async def _command_stream(request: Request, svc: HttpServices, command_id: str) -> Response:
-    caller = await caller_for(request, svc, Scope.COMMANDS_READ)
-    cmd = await svc.commands.get(caller.key, command_id)
+async def _command_stream(request: Request, caller: Caller, svc: HttpServices) -> Response:
+    cmd = await svc.commands.get(caller.key, request.path_params["command_id"])
     return await _respond(svc, cmd, request, caller.key.id)
 
 
-async def _project_stream(
-    request: Request, svc: HttpServices, project_id: str, stream_id: str | None
-) -> Response:
-    caller = await caller_for(request, svc, Scope.COMMANDS_READ)
+async def _project_stream(request: Request, caller: Caller, svc: HttpServices) -> Response:
+    project_id = request.path_params["project_id"]
+    stream_id = request.query_params.get("stream_id")
     if not stream_id:
         raise InvalidInput("stream_id is required", details={"field": "stream_id"})
     cmd = await svc.commands.get(caller.key, stream_id[:100])
@@ -75,60 +73,34 @@ async def _respond(svc: HttpServices, cmd: Command, request: Request, key_id: st
     )  # fmt: skip
 
 
-async def _open_command_stream(request: Request) -> Response:
-    svc: HttpServices = request.app.state.services
-    return await _command_stream(request, svc, request.path_params["command_id"])
-
-
-async def _open_project_stream(request: Request) -> Response:
-    svc: HttpServices = request.app.state.services
-    stream_id = request.query_params.get("stream_id")
-    return await _project_stream(request, svc, request.path_params["project_id"], stream_id)
-
-
-class _Lean:
-    """A stream endpoint as a bare ASGI app; its request lives only while the stream opens."""
-
-    def __init__(self, open_stream: Callable[[Request], Awaitable[Response]]) -> None:
-        self._open = open_stream
-
-    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        response = await self._open(Request(scope, receive))
-        await response(scope, receive, send)
-
-
-lean_routes = [
-    Route("/commands/{command_id}/events", _Lean(_open_command_stream), methods=["GET"]),
-    Route("/projects/{project_id}/events", _Lean(_open_project_stream), methods=["GET"]),
-]
-
-
 _RESUME_RESPONSES: dict[int | str, dict[str, Any]] = {
     204: {"description": "The client already has `complete` (Last-Event-ID at `C:final`)"},
-    400: {"description": "Last-Event-ID malformed, of another stream, or ahead of its events"},
 }
 
 
-@router.get(
+@twins.get(
     "/commands/{command_id}/events", operation_id="command_events",
     response_class=sse.SseResponse, responses=EVENTS | _RESUME_RESPONSES,
 )  # fmt: skip
+@serves(_command_stream)
 async def command_events(
-    command_id: str, request: Request, caller: CommandsRead, svc: Services,
+    command_id: CommandId, caller: CommandsRead,
     last_event_id_header: LastEventIdHeader = None, last_event_id: LastEventIdQuery = None,
-) -> Response:  # fmt: skip
-    """A command's events as Server-Sent Events; resume with Last-Event-ID."""
-    return await _command_stream(request, svc, command_id)
+) -> None:  # fmt: skip
+    """A command's events as Server-Sent Events, until `complete`; resume with Last-Event-ID
+    (header) or `last_event_id` (query, for clients that cannot set headers)."""
 
 
-@router.get(
+@twins.get(
     "/projects/{project_id}/events", operation_id="project_events",
     response_class=sse.SseResponse, responses=EVENTS | _RESUME_RESPONSES,
 )  # fmt: skip
+@serves(_project_stream)
 async def project_events(
-    project_id: str, request: Request, caller: CommandsRead, svc: Services,
-    stream_id: Annotated[str, Query(max_length=100)],
+    project_id: ProjectId, caller: CommandsRead,
+    stream_id: Annotated[
+        str, Query(max_length=100, description="The command's id (its `stream_id`)")
+    ],
     last_event_id_header: LastEventIdHeader = None, last_event_id: LastEventIdQuery = None,
-) -> Response:  # fmt: skip
-    """The seed's form of the same stream."""
-    return await _project_stream(request, svc, project_id, stream_id)
+) -> None:  # fmt: skip
+    """The seed's form of the same stream: a command of the project, by its stream id."""
