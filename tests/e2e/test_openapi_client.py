@@ -98,3 +98,25 @@ async def test_a_generated_client_submits_and_reads_a_command(
         missing = await get_command.asyncio_detailed("cmd_0000", client=client)
         assert missing.status_code == 404
         assert missing.parsed.error.code == "NOT_FOUND"
+
+
+async def test_lean_routes_keep_the_rules_their_twins_document(rdev: Running) -> None:
+    """The stream routes are lean (never the FastAPI twin), yet answer as documented: the key
+    first, then the twin's parameter rules (required, maxLength), as FastAPI would."""
+    admin, anon = rdev.admin, rdev.client()
+    assert (await anon.get("/projects/demo/events")).status_code == 401
+    cases = [
+        ("/projects/demo/events", {}, {}, "stream_id"),
+        ("/projects/demo/events", {"stream_id": "c" * 101}, {}, "stream_id"),
+        ("/commands/cmd_x/events", {"last_event_id": "c" * 201}, {}, "last_event_id"),
+        ("/commands/cmd_x/events", {}, {"Last-Event-ID": "c" * 201}, "Last-Event-ID"),
+    ]
+    for path, params, headers, field in cases:
+        answer = await admin.get(path, params=params, headers=headers)
+        assert answer.status_code == 422, (path, answer.text)
+        assert answer.json()["error"]["code"] == "VALIDATION_ERROR"
+        assert answer.json()["error"]["details"]["field"] == field
+    # at the limit the request reaches the route: the command is just not there
+    at_limit = await admin.get("/projects/demo/events", params={"stream_id": "c" * 100})
+    assert at_limit.status_code == 404
+    assert (await admin.head("/projects")).status_code == 405

@@ -198,7 +198,7 @@ class HealthResponse(BaseModel):
 
 class Check(_View):
     ok: bool = _d("Whether it passed", True)
-    error: str | None = _d("Why not", None)
+    error: str | None = _d("Why not (absent when it passed)", default=None)
 
 
 class Ready(_View):
