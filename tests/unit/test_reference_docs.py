@@ -36,6 +36,25 @@ def test_every_error_code_has_advice_and_no_advice_is_stale() -> None:
     assert not stale, f"codes.ADVICE names codes nothing answers: {stale}"
 
 
+_SENT = re.compile(
+    r'(?:envelope\(\s*|error_response\(\s*\d+,\s*|_raw_error\(\s*\d+,\s*"[^"]*",\s*)"([A-Z_]+)"'
+)
+
+
+def test_every_code_sent_past_the_error_table_is_in_it() -> None:
+    """Codes written straight into a response (middleware, the connection guard, readiness)
+    are in codes.DIRECT, so OpenAPI and docs/errors.md list them too."""
+    sent = {
+        (path.relative_to(SRC).as_posix(), code)
+        for path in SRC.rglob("*.py")
+        for code in _SENT.findall(path.read_text())
+    }
+    assert len(sent) >= 5  # the scan finds what it is meant to
+    table = codes.table()
+    unknown = sorted(f"{module}: {code}" for module, code in sent if code not in table)
+    assert not unknown, f"add to adapters/http/codes.py:DIRECT (and ADVICE): {unknown}"
+
+
 def _settings_table() -> dict[str, tuple[str, str, str]]:
     text = reference.CONFIG_MD.read_text()
     section = text.split("## Settings", 1)[1].split("\n## ", 1)[0]
