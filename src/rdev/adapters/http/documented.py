@@ -1,8 +1,8 @@
-"""What OpenAPI says the command routes answer: the command view, every error as the one
-envelope, each event of the streams, and the links from a submitted command to the operations
-that read, cancel, stream and resume it. Routes return finished JSON responses (see deps.ok),
-so these models document and are never used to validate or re-encode; they let a client
-generator, and schemathesis' stateful tests, follow a command from its submission."""
+"""What OpenAPI says beyond the response models (responses.py): the path parameters, the
+errors each kind of route may answer (their codes are filled in by openapi.py), each event of
+the streams, and the links from a submitted command to the operations that read, cancel,
+stream and resume it: they let a client generator, and schemathesis' stateful tests, follow a
+command from its submission."""
 
 from __future__ import annotations
 

@@ -57,10 +57,12 @@ class _Param:
     max_length: int | None
 
     def check(self, request: Request) -> None:
-        source: Any = {"query": request.query_params, "header": request.headers}.get(
-            self.where, request.path_params
-        )
-        value = source.get(self.name)
+        if self.where == "query":
+            value = request.query_params.get(self.name)
+        elif self.where == "header":
+            value = request.headers.get(self.name)
+        else:
+            value = request.path_params.get(self.name)
         if value is None or value == "":
             if self.required:
                 raise InvalidInput(f"{self.name} is required", details={"field": self.name})
