@@ -9,7 +9,7 @@ PYTHON ?= python3
 UV := .tools/bin/uv
 VENV := .venv/.synced
 
-.PHONY: run test lint bench fmt clean claude-cli
+.PHONY: run test lint bench docs fmt clean claude-cli
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -42,6 +42,9 @@ lint: $(VENV)
 
 bench: $(VENV)
 	.venv/bin/python -m bench
+
+docs: $(VENV)  ## regenerate docs/errors.md from the error table
+	.venv/bin/python -m rdev.reference errors
 
 fmt: $(VENV)
 	.venv/bin/ruff format src tests bench

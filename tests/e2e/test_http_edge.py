@@ -193,11 +193,13 @@ async def test_openapi_documents_the_key_and_its_errors(rdev: Running) -> None:
             if path in ("/health", "/ready"):
                 assert "security" not in operation, (method, path)
                 continue
-            assert operation["security"] == [{"ApiKey": []}], (method, path)
+            assert operation["security"] == [{"Bearer": []}, {"ApiKey": []}], (method, path)
             for status in ("401", "403", "429", "503"):
                 content = operation["responses"][status]["content"]
                 assert list(content) == ["application/json"], (method, path)
-                assert content["application/json"]["schema"]["required"] == ["error", "meta"]
+                ref = content["application/json"]["schema"]["$ref"]  # Error<status>
+                schema = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+                assert schema["required"] == ["error", "meta"]
             for status in ("429", "503"):
                 assert "Retry-After" in operation["responses"][status]["headers"]
 

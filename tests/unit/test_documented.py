@@ -129,7 +129,8 @@ def test_events_off_the_documented_schema_are_refused(event: dict[str, Any]) -> 
 def test_both_stream_routes_document_events_not_one_string() -> None:
     content = EVENTS[200]["content"]["text/event-stream"]
     assert content["itemSchema"] is SSE_EVENT
-    assert content["schema"] == {"type": "array"}
+    # the whole stream: a sequence of those events (a generator needs `items` to read it)
+    assert content["schema"] == {"type": "array", "items": SSE_EVENT}
     statuses = {s.value for s in CommandStatus}
     for branch in SSE_EVENT["oneOf"]:
         fields = branch["properties"]["data"]["contentSchema"]["properties"]

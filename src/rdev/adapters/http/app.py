@@ -8,11 +8,11 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
 
-from rdev.adapters.http import docs, errors
+from rdev.adapters.http import docs, errors, openapi
 from rdev.adapters.http.browser import Cors, TokenGuard
 from rdev.adapters.http.capacity import InFlightLimit
-from rdev.adapters.http.deps import KEY_ERRORS
-from rdev.adapters.http.documented import ERRORS
+from rdev.adapters.http.documented import HEALTH_ERRORS, KEYED
+from rdev.adapters.http.lean import lean_routes
 from rdev.adapters.http.middleware import EdgeMiddleware
 from rdev.adapters.http.routes import (
     audit,
@@ -46,16 +46,18 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served offline by docs.install
         redoc_url=None,
+        generate_unique_id_function=lambda route: route.name,  # operationId: the function
     )
     app.state.services = services
     errors.install(app)
     docs.install(app)
-    # matched before the documented twins in the routers
-    app.router.routes.extend([*projects.lean_routes, *streams.lean_routes])
-    app.include_router(health.router)
-    for module in (keys, projects, commands, streams, claude_config, audit, webhooks, usage):
-        # all behind KeyAuth; KEY_ERRORS last, so its 429 and 503 keep their Retry-After
-        app.include_router(module.router, responses=ERRORS | KEY_ERRORS)
+    # the lean routes, built from their twins; the twins only document (never mounted)
+    twins = [*projects.twins.routes, *streams.twins.routes]
+    app.router.routes.extend(lean_routes(twins))
+    app.include_router(health.router, responses=HEALTH_ERRORS)
+    for module in (keys, commands, streams, claude_config, audit, webhooks, usage):
+        app.include_router(module.router, responses=KEYED)  # all behind KeyAuth
+    openapi.install(app, twins)
     app.add_middleware(InFlightLimit, limit=max_requests_in_flight)  # inside the edge
     app.add_middleware(TokenGuard)  # inside the edge: its 401 has the request id
     app.add_middleware(

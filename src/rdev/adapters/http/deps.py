@@ -2,9 +2,8 @@
 and the audit actor. `Annotated` aliases keep route signatures short.
 
 Hot authenticated reads skip FastAPI's per-request routing and dependency solving, which cost
-more than everything else such a request does: `lean_get` serves them from a plain Starlette
-route that authenticates with the same `caller_for`, and their FastAPI declarations stay for
-OpenAPI (see `routes/projects.py`)."""
+more than everything else such a request does: they are served by lean routes (`lean.py`)
+whose openers authenticate with the same `caller_for` (`authorized`)."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ from fastapi import Depends, Request
 from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security.base import SecurityBase
 from starlette.responses import Response
-from starlette.routing import Route
 
 from rdev.adapters.http.jsonresponse import JSONResponse
 from rdev.adapters.http.schemas import ERROR_CONTENT
@@ -155,21 +153,6 @@ WebhooksManage = Annotated[Caller, Depends(KeyAuth(Scope.WEBHOOKS_MANAGE))]
 
 
 LeanHandler = Callable[[Request, Caller, HttpServices], Awaitable[Response]]
-
-
-def lean_get(path: str, scope: Scope, handler: LeanHandler) -> Route:
-    """`GET path` as a plain Starlette route: `handler` runs once `caller_for` has
-    authenticated, throttled and authorized the request for `scope`. Errors take the same
-    exception handlers as FastAPI routes. Mount it ahead of the routers, which keep the
-    documented twin (it must share `handler`)."""
-
-    async def endpoint(request: Request) -> Response:
-        svc: HttpServices = request.app.state.services
-        return await handler(request, await caller_for(request, svc, scope), svc)
-
-    route = Route(path, endpoint, methods=["GET"])
-    route.methods = {"GET"}  # no implicit HEAD: the FastAPI twin answers HEAD with 405
-    return route
 
 
 def ok(

@@ -1,84 +1,24 @@
-"""What OpenAPI says the command routes answer: the command view, every error as the one
-envelope, each event of the streams, and the links from a submitted command to the operations
-that read, cancel, stream and resume it. Routes return finished JSON responses (see deps.ok),
-so these models document and are never used to validate or re-encode; they let a client
-generator, and schemathesis' stateful tests, follow a command from its submission."""
+"""What OpenAPI says beyond the response models (responses.py): the path parameters, the
+errors each kind of route may answer (their codes are filled in by openapi.py), each event of
+the streams, and the links from a submitted command to the operations that read, cancel,
+stream and resume it: they let a client generator, and schemathesis' stateful tests, follow a
+command from its submission."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from fastapi import Path
 
+from rdev.adapters.http.deps import KEY_ERRORS
+from rdev.adapters.http.responses import CommandPage, CommandResponse, ProjectList
 from rdev.adapters.http.schemas import ERROR_CONTENT
 from rdev.domain.models import CommandStatus, EventType
 
-
-class Meta(BaseModel):
-    request_id: str
-    next_cursor: str | None = None
-
-
-class PermissionDenial(BaseModel):
-    tool_name: str
-    input_summary: str
-
-
-class ModelUsageView(BaseModel):
-    """A Claude run's own cost and tokens for one model (`runtime/claude_usage.model_view`)."""
-
-    model: str
-    cost_usd: float
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-
-
-class CommandView(BaseModel):
-    """`schemas.command_view`, field for field."""
-
-    command_id: str
-    stream_id: str
-    project: str
-    kind: Literal["claude", "shell", "git"]
-    argv: list[str]
-    status: CommandStatus
-    priority: Literal["high", "normal", "low"]
-    queue_position: int | None
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    duration_ms: int | None
-    exit_code: int | None
-    error: str | None
-    timeout_seconds: int
-    output_bytes: int
-    truncated: bool
-    session_id: str | None
-    total_cost_usd: float | None
-    num_turns: int | None
-    is_error: bool | None
-    events_url: str
-    # claude commands only (domain/claude_outcome.py): how the turn ended
-    outcome: Literal["completed", "denied", "error"] | None = None
-    subtype: str | None = None
-    terminal_reason: str | None = None
-    permission_denials: list[PermissionDenial] | None = None
-    # Claude cost accounting (docs/claude-cost.md): the run's own cost, the CLI's figure
-    cost_usd: float | None = None
-    cumulative_cost_usd: float | None = None
-    usage: list[ModelUsageView] = []
-
-
-class CommandResponse(BaseModel):
-    data: CommandView
-    meta: Meta
-
-
-class CommandPage(BaseModel):
-    data: list[CommandView]
-    meta: Meta
+ProjectId = Annotated[str, Path(description="The project's id", examples=["demo"])]
+KeyId = Annotated[str, Path(description="The key's id", examples=["k1a2b3c4d5e6"])]
+ItemName = Annotated[str, Path(description="The item's name", examples=["review"])]
+CommandId = Annotated[str, Path(description="The command's id", examples=["cmd_3f2a9c4b5d6e7f80"])]
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -93,10 +33,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: _error("Request body too large."),
     422: _error("Validation error; `details` names the fields."),
     502: _error("The backend could not run the command."),
-    503: _error(
-        "The backend or this replica is unavailable, or (CLAUDE_UNAVAILABLE) the Claude CLI is "
-        "not installed where the command would run."
-    ),
+    503: _error("The backend or this replica is unavailable."),
+}
+# What a route behind KeyAuth may answer; KEY_ERRORS last, so its 429 and 503 keep their
+# Retry-After.
+KEYED = ERRORS | KEY_ERRORS
+
+# What the unauthenticated health routes may answer besides their own.
+HEALTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: ERRORS[422],
+    503: _error("Not ready (GET /ready), or this replica is shutting down."),
 }
 
 
@@ -138,6 +84,7 @@ SUBMITTED: dict[int | str, dict[str, Any]] = {
 _PROJECT = {"project_id": "$response.body#/data/0/id"}
 PROJECTS: dict[int | str, dict[str, Any]] = {
     200: {
+        "model": ProjectList,
         "description": "The projects this key may see.",
         "links": {
             name: {"operationId": op, "parameters": _PROJECT}
@@ -148,7 +95,9 @@ PROJECTS: dict[int | str, dict[str, Any]] = {
         },
     }
 }  # fmt: skip
-ONE_COMMAND: dict[int | str, dict[str, Any]] = {200: {"model": CommandResponse}}
+ONE_COMMAND: dict[int | str, dict[str, Any]] = {
+    200: {"model": CommandResponse, "description": "The command."}
+}
 COMMAND_PAGE: dict[int | str, dict[str, Any]] = {
     200: {
         "model": CommandPage,
@@ -175,7 +124,6 @@ def _event(name: EventType, data: dict[str, Any], required: tuple[str, ...]) -> 
 _STRING = {"type": "string"}
 _STATUS = {"enum": [s.value for s in CommandStatus]}
 _NULLABLE_INT = {"type": ["integer", "null"]}
-_NULLABLE_NUMBER = {"type": ["number", "null"]}
 # One event of a stream, as OpenAPI 3.2 documents Server-Sent Events: `itemSchema` is each event
 # parsed into event, data, id and retry, and `schema` the whole stream, a sequence of them.
 # The id, once given, is `COMMAND:SEQ` or `COMMAND:final`; a client carries it over to events
@@ -200,12 +148,7 @@ SSE_EVENT: dict[str, Any] = {
         _event(EventType.TRUNCATED, {"limit_bytes": {"type": "integer"}}, ("limit_bytes",)),
         _event(EventType.HEARTBEAT, {"timestamp": _STRING}, ("timestamp",)),
         _event(EventType.COMPLETE, {"status": _STATUS, "exit_code": _NULLABLE_INT,
-                                    "duration_ms": _NULLABLE_INT,
-                                    # Claude runs: their cost (docs/claude-cost.md)
-                                    "cost_usd": _NULLABLE_NUMBER,
-                                    "cumulative_cost_usd": _NULLABLE_NUMBER,
-                                    "usage": {"type": "array", "items": {"type": "object"}}},
-               ("status",)),
+                                    "duration_ms": _NULLABLE_INT}, ("status",)),
         _event(EventType.ERROR, {"code": _STRING, "message": _STRING}, ("code", "message")),
     ],
 }  # fmt: skip
@@ -213,6 +156,11 @@ EVENTS: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The command's events as Server-Sent Events, from the first or from "
         "after Last-Event-ID, until `complete`.",
-        "content": {"text/event-stream": {"schema": {"type": "array"}, "itemSchema": SSE_EVENT}},
+        "content": {
+            "text/event-stream": {
+                "schema": {"type": "array", "items": SSE_EVENT},
+                "itemSchema": SSE_EVENT,
+            }
+        },
     }
 }

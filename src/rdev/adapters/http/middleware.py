@@ -2,7 +2,7 @@
 client IP behind trusted proxies, the body-size limit, and valid text in the URL.
 
 The server decodes a URL's percent-escapes leniently (invalid UTF-8 becomes U+FFFD, `%00` a
-NUL), and some routes (see deps.lean_get) read path and query without FastAPI's validation, so
+NUL), and some routes (see lean.py) read path and query without FastAPI's validation, so
 the one check that path and query parameters are text (`domain.text`) is made here, for every
 route, before any of them runs."""
 

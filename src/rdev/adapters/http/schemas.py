@@ -37,14 +37,33 @@ def _whole(pattern: re.Pattern[str]) -> str:
 
 class KeyCreate(BaseModel):
     model_config = Strict
-    name: Text = Field(min_length=1, max_length=200)
-    scopes: list[Text] = Field(min_length=1, max_length=20)
-    projects: list[Text] = Field(default_factory=list, max_length=500)
-    allowed_ips: list[Text] = Field(default_factory=list, max_length=100)
-    expires_at: AwareDatetime | None = None
-    # Claude spend per UTC day past which its Claude commands are refused (docs/claude-cost.md)
+    name: Text = Field(
+        min_length=1, max_length=200, description="A name for people", examples=["ci"]
+    )
+    scopes: list[Text] = Field(
+        min_length=1,
+        max_length=20,
+        description="What the key may do (docs/security.md)",
+        examples=[["projects:read", "commands:read"]],
+    )
+    projects: list[Text] = Field(
+        default_factory=list, max_length=500, description="Projects it may use; empty: all"
+    )
+    allowed_ips: list[Text] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Client addresses or CIDRs it may come from; empty: any",
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="When it stops working (ISO 8601 with offset); null: never"
+    )
     daily_budget_usd: StrictFloat | None = Field(
-        default=None, gt=0, le=1_000_000, allow_inf_nan=False
+        default=None,
+        gt=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="Claude spend per UTC day past which its Claude commands are refused "
+        "(docs/claude-cost.md); null: the server's default",
     )
 
 
@@ -59,17 +78,21 @@ ERROR_CONTENT: dict[str, Any] = {
             "properties": {
                 "error": {
                     "type": "object",
+                    "description": "What went wrong",
                     "required": ["code", "message", "details"],
                     "properties": {
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                        "details": {"type": "object"},
+                        "code": {"type": "string", "description": "A stable code"},
+                        "message": {"type": "string", "description": "For people to read"},
+                        "details": {"type": "object", "description": "More, by code"},
                     },
                 },
                 "meta": {
                     "type": "object",
+                    "description": "About the request",
                     "required": ["request_id"],
-                    "properties": {"request_id": {"type": "string"}},
+                    "properties": {
+                        "request_id": {"type": "string", "description": "This request's id"}
+                    },
                 },
             },
         }
@@ -146,10 +169,17 @@ OnOutputLimit = Literal["truncate", "kill"]
 
 class _Run(BaseModel):
     model_config = Strict
-    timeout_seconds: int | None = Field(default=None, ge=1)
-    priority: Priority = "normal"
+    timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="Time limit; at most RDEV_MAX_TIMEOUT_SECONDS; null: RDEV_DEFAULT_TIMEOUT",
+    )
+    priority: Priority = Field(default="normal", description="Its place in the project's queue")
     # at the output cap: keep the first and last part and run on, or stop the command
-    on_output_limit: OnOutputLimit = "truncate"
+    on_output_limit: OnOutputLimit = Field(
+        default="truncate",
+        description="At the output cap: keep the head and tail and run on, or stop it",
+    )
 
 
 def _examples(*bodies: dict[str, Any]) -> ConfigDict:
@@ -163,33 +193,54 @@ class ClaudeRun(_Run):
         {"prompt": "Summarise README.md in three lines"},
         {"prompt": "Add a test for the parser", "max_turns": 5, "permission_mode": "acceptEdits"},
     )
-    prompt: Text = Field(min_length=1, pattern=r"\S")  # not blank
+    prompt: Text = Field(min_length=1, pattern=r"\S", description="What to ask Claude")  # not blank
     # the domain's rules, documented (policy still decides)
-    model: Text | None = Field(default=None, pattern=_whole(policy.MODEL))
-    max_turns: int | None = Field(default=None, ge=1, le=1000)
-    permission_mode: Literal[tuple(sorted(policy.PERMISSION_MODES))] | None = None  # type: ignore[valid-type]
-    resume_session: Text | None = Field(default=None, pattern=_whole(policy.SESSION_ID))
-    allowed_tools: list[Annotated[Text, Field(pattern=_whole(policy.TOOL))]] | None = Field(
-        default=None, max_length=100
+    model: Text | None = Field(
+        default=None, pattern=_whole(policy.MODEL), description="The model; null: Claude's default"
     )
-    append_system_prompt: Text | None = None
-    # the CLI ends the run once it has spent this much (docs/claude-cost.md)
+    max_turns: int | None = Field(
+        default=None, ge=1, le=1000, description="At most this many turns"
+    )
+    permission_mode: Literal[tuple(sorted(policy.PERMISSION_MODES))] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Claude's permission mode; some need commands:shell"
+    )
+    resume_session: Text | None = Field(
+        default=None,
+        pattern=_whole(policy.SESSION_ID),
+        description="Resume this session (one this project ran)",
+    )
+    allowed_tools: list[Annotated[Text, Field(pattern=_whole(policy.TOOL))]] | None = Field(
+        default=None, max_length=100, description="Tools Claude may use; some need commands:shell"
+    )
+    append_system_prompt: Text | None = Field(
+        default=None, description="Text added to Claude's system prompt"
+    )
     # strict: `true` or `"5"` is not an amount
-    max_budget_usd: StrictFloat | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
+    max_budget_usd: StrictFloat | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        allow_inf_nan=False,
+        description="The CLI ends the run once it has spent this much, in USD",
+    )
 
 
 class ShellRun(_Run):
     model_config = _examples({"argv": ["ls", "-la"]}, {"command": "make test", "cwd": "src"})
-    command: Text | None = None
-    argv: list[Text] | None = None
-    cwd: Text | None = None
-    env: dict[Text, Text] = Field(default_factory=dict)
+    command: Text | None = Field(
+        default=None, description="A shell command line (only where the project allows raw shell)"
+    )
+    argv: list[Text] | None = Field(default=None, description="The program and its arguments")
+    cwd: Text | None = Field(default=None, description="A folder relative to the workspace")
+    env: dict[Text, Text] = Field(
+        default_factory=dict, description="Extra environment (names checked by policy)"
+    )
 
 
 class GitRun(_Run):
     model_config = _examples({"args": ["status"]}, {"args": ["log", "--oneline", "-n", "5"]})
-    args: list[Text] = Field(min_length=1)
-    cwd: Text | None = None
+    args: list[Text] = Field(min_length=1, description="git's arguments, after `git`")
+    cwd: Text | None = Field(default=None, description="A folder relative to the workspace")
 
 
 def command_view(cmd: Command, *, queue_position: int | None = None) -> dict[str, Any]:
@@ -224,10 +275,10 @@ def command_view(cmd: Command, *, queue_position: int | None = None) -> dict[str
 
 class ConfigItemWrite(BaseModel):
     model_config = Strict
-    name: Text = Field(min_length=1, max_length=64)
-    content: Text
+    name: Text = Field(min_length=1, max_length=64, description="Its name", examples=["review"])
+    content: Text = Field(description="Its text (Markdown)", examples=["Review the diff."])
 
 
 class ConfigItemUpdate(BaseModel):
     model_config = Strict
-    content: Text
+    content: Text = Field(description="Its new text (Markdown)", examples=["Review the diff."])

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
 from starlette.responses import JSONResponse
 
 from rdev.adapters.http.deps import ConfigRead, ConfigWrite, Services, ok
+from rdev.adapters.http.documented import ItemName, ProjectId
+from rdev.adapters.http.responses import (
+    ConfigItemList,
+    ConfigItemResponse,
+    DeletedResponse,
+)
 from rdev.adapters.http.schemas import ConfigItemUpdate, ConfigItemWrite
 from rdev.services.claude_config import ConfigItem, ConfigType
 
+TypeParam = Annotated[
+    ConfigType, Path(description="Which kind of item: commands, skills or agents")
+]
 router = APIRouter(prefix="/projects/{project_id}/claude-config", tags=["claude config"])
 
 
@@ -19,17 +30,17 @@ def _view(item: ConfigItem) -> dict[str, object]:
     return view
 
 
-@router.get("/{type_}")
+@router.get("/{type_}", response_model=ConfigItemList)
 async def list_items(
-    project_id: str, type_: ConfigType, request: Request, caller: ConfigRead, svc: Services
+    project_id: ProjectId, type_: TypeParam, request: Request, caller: ConfigRead, svc: Services
 ) -> JSONResponse:
     items = await svc.claude_config.list(caller.key, project_id, type_)
     return ok([_view(i) for i in items], request)
 
 
-@router.post("/{type_}", status_code=201)
+@router.post("/{type_}", status_code=201, response_model=ConfigItemResponse)
 async def create_item(
-    project_id: str, type_: ConfigType, body: ConfigItemWrite, request: Request,
+    project_id: ProjectId, type_: TypeParam, body: ConfigItemWrite, request: Request,
     caller: ConfigWrite, svc: Services,
 ) -> JSONResponse:  # fmt: skip
     item = await svc.claude_config.put(
@@ -38,18 +49,18 @@ async def create_item(
     return ok(_view(item), request, status=201)
 
 
-@router.get("/{type_}/{name}")
+@router.get("/{type_}/{name}", response_model=ConfigItemResponse)
 async def get_item(
-    project_id: str, type_: ConfigType, name: str, request: Request, caller: ConfigRead,
+    project_id: ProjectId, type_: TypeParam, name: ItemName, request: Request, caller: ConfigRead,
     svc: Services,
 ) -> JSONResponse:  # fmt: skip
     return ok(_view(await svc.claude_config.get(caller.key, project_id, type_, name)), request)
 
 
-@router.put("/{type_}/{name}")
+@router.put("/{type_}/{name}", response_model=ConfigItemResponse)
 async def update_item(
-    project_id: str, type_: ConfigType, name: str, body: ConfigItemUpdate, request: Request,
-    caller: ConfigWrite, svc: Services,
+    project_id: ProjectId, type_: TypeParam, name: ItemName, body: ConfigItemUpdate,
+    request: Request, caller: ConfigWrite, svc: Services,
 ) -> JSONResponse:  # fmt: skip
     item = await svc.claude_config.put(
         caller.key, project_id, type_, name, body.content, create=False, actor=caller.actor
@@ -57,9 +68,9 @@ async def update_item(
     return ok(_view(item), request)
 
 
-@router.delete("/{type_}/{name}")
+@router.delete("/{type_}/{name}", response_model=DeletedResponse)
 async def delete_item(
-    project_id: str, type_: ConfigType, name: str, request: Request, caller: ConfigWrite,
+    project_id: ProjectId, type_: TypeParam, name: ItemName, request: Request, caller: ConfigWrite,
     svc: Services,
 ) -> JSONResponse:  # fmt: skip
     await svc.claude_config.delete(caller.key, project_id, type_, name, actor=caller.actor)

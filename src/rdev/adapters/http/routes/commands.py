@@ -17,7 +17,13 @@ from rdev.adapters.http.deps import (
     ShellRun,
     ok,
 )
-from rdev.adapters.http.documented import COMMAND_PAGE, ONE_COMMAND, SUBMITTED
+from rdev.adapters.http.documented import (
+    COMMAND_PAGE,
+    ONE_COMMAND,
+    SUBMITTED,
+    CommandId,
+    ProjectId,
+)
 from rdev.adapters.http.schemas import ClaudeRun as ClaudeBody
 from rdev.adapters.http.schemas import GitRun as GitBody
 from rdev.adapters.http.schemas import ShellRun as ShellBody
@@ -29,9 +35,14 @@ from rdev.domain.models import CommandKind, CommandStatus, OutputLimitAction, Pr
 from rdev.services.commands import Submission, build_shell_argv
 
 router = APIRouter(tags=["commands"])
+_CURSOR = "`meta.next_cursor` of the previous page"
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", pattern=f"^{policy.IDEMPOTENCY_KEY.pattern}$"),
+    Header(
+        alias="Idempotency-Key",
+        pattern=f"^{policy.IDEMPOTENCY_KEY.pattern}$",
+        description="Makes a retry safe: the same key and body answer the first command (200)",
+    ),
 ]
 
 
@@ -72,7 +83,7 @@ def _defaults_left_out(body: Any) -> set[str] | None:
     "/projects/{project_id}/claude", status_code=201, operation_id="run_claude", responses=SUBMITTED
 )
 async def run_claude(
-    project_id: str, body: ClaudeBody, request: Request,
+    project_id: ProjectId, body: ClaudeBody, request: Request,
     caller: ClaudeRun, svc: Services, idem: IdempotencyKey = None,
 ) -> JSONResponse:  # fmt: skip
     project = await svc.commands.project_for(caller.key, project_id, CommandKind.CLAUDE)
@@ -87,7 +98,7 @@ async def run_claude(
     "/projects/{project_id}/shell", status_code=201, operation_id="run_shell", responses=SUBMITTED
 )
 async def run_shell(
-    project_id: str, body: ShellBody, request: Request,
+    project_id: ProjectId, body: ShellBody, request: Request,
     caller: ShellRun, svc: Services, idem: IdempotencyKey = None,
 ) -> JSONResponse:  # fmt: skip
     project = await svc.commands.project_for(caller.key, project_id, CommandKind.SHELL)
@@ -102,7 +113,7 @@ async def run_shell(
     "/projects/{project_id}/git", status_code=201, operation_id="run_git", responses=SUBMITTED
 )
 async def run_git(
-    project_id: str, body: GitBody, request: Request,
+    project_id: ProjectId, body: GitBody, request: Request,
     caller: GitRun, svc: Services, idem: IdempotencyKey = None,
 ) -> JSONResponse:  # fmt: skip
     project = await svc.commands.project_for(caller.key, project_id, CommandKind.GIT)
@@ -115,10 +126,10 @@ async def run_git(
 
 @router.get("/projects/{project_id}/commands", operation_id="list_commands", responses=COMMAND_PAGE)
 async def list_commands(
-    project_id: str, request: Request, caller: CommandsRead, svc: Services,
-    status: CommandStatus | None = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    project_id: ProjectId, request: Request, caller: CommandsRead, svc: Services,
+    status: Annotated[CommandStatus | None, Query(description="Only this status")] = None,
+    cursor: Annotated[str | None, Query(max_length=200, description=_CURSOR)] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="Commands per page")] = 50,
 ) -> JSONResponse:  # fmt: skip
     page = await svc.commands.list(
         caller.key, project_id, status=status, cursor=cursor, limit=limit
@@ -129,7 +140,7 @@ async def list_commands(
 
 @router.get("/commands/{command_id}", operation_id="get_command", responses=ONE_COMMAND)
 async def get_command(
-    command_id: str, request: Request, caller: CommandsRead, svc: Services
+    command_id: CommandId, request: Request, caller: CommandsRead, svc: Services
 ) -> JSONResponse:
     cmd = await svc.commands.get(caller.key, command_id)
     return ok(command_view(cmd, queue_position=await svc.commands.position(cmd)), request)
@@ -137,7 +148,7 @@ async def get_command(
 
 @router.post("/commands/{command_id}/cancel", operation_id="cancel_command", responses=ONE_COMMAND)
 async def cancel_command(
-    command_id: str, request: Request, caller: CommandsCancel, svc: Services
+    command_id: CommandId, request: Request, caller: CommandsCancel, svc: Services
 ) -> JSONResponse:
     cmd = await svc.commands.cancel(caller.key, command_id, actor=caller.actor)
     return ok(command_view(cmd), request)
@@ -146,8 +157,13 @@ async def cancel_command(
 @router.get(
     "/commands/{command_id}/output", operation_id="command_output",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={200: {
+        "description": "The stored output, as written (head and tail past the cap)",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }},
 )  # fmt: skip
-async def command_output(command_id: str, caller: CommandsRead, svc: Services) -> StreamingResponse:
+async def command_output(
+    command_id: CommandId, caller: CommandsRead, svc: Services
+) -> StreamingResponse:
     chunks = await svc.commands.output(caller.key, command_id)
     return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")

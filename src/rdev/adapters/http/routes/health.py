@@ -7,16 +7,17 @@ from starlette.responses import JSONResponse
 
 from rdev.adapters.http.deps import Services, ok
 from rdev.adapters.http.errors import envelope
+from rdev.adapters.http.responses import HealthResponse, ReadyResponse
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
+@router.get("/health", response_model=HealthResponse)
 async def health(request: Request) -> JSONResponse:
     return ok({"status": "ok"}, request)
 
 
-@router.get("/ready", response_model=None)
+@router.get("/ready", response_model=ReadyResponse)
 async def ready(request: Request, svc: Services) -> JSONResponse:
     results = await svc.readiness.run()
     checks = {r.name: {"ok": r.ok, **({"error": r.error} if r.error else {})} for r in results}

@@ -7,13 +7,15 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
 from rdev.adapters.http.deps import KeysAdmin, Services, ok
+from rdev.adapters.http.documented import KeyId
+from rdev.adapters.http.responses import IssuedKeyResponse, KeyList, KeyResponse
 from rdev.adapters.http.schemas import KeyCreate, issued_view, key_view
 from rdev.services.keys import NewKey
 
 router = APIRouter(prefix="/keys", tags=["keys"])
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=IssuedKeyResponse)
 async def create_key(
     body: KeyCreate, request: Request, caller: KeysAdmin, svc: Services
 ) -> JSONResponse:
@@ -32,26 +34,28 @@ async def create_key(
     return ok(issued_view(issued), request, status=201)
 
 
-@router.get("")
+@router.get("", response_model=KeyList)
 async def list_keys(request: Request, caller: KeysAdmin, svc: Services) -> JSONResponse:
     return ok([key_view(k) for k in await svc.keys.list(by=caller.key)], request)
 
 
-@router.get("/{key_id}")
-async def get_key(key_id: str, request: Request, caller: KeysAdmin, svc: Services) -> JSONResponse:
+@router.get("/{key_id}", response_model=KeyResponse)
+async def get_key(
+    key_id: KeyId, request: Request, caller: KeysAdmin, svc: Services
+) -> JSONResponse:
     return ok(key_view(await svc.keys.get(key_id, by=caller.key)), request)
 
 
-@router.delete("/{key_id}")
+@router.delete("/{key_id}", response_model=KeyResponse)
 async def revoke_key(
-    key_id: str, request: Request, caller: KeysAdmin, svc: Services
+    key_id: KeyId, request: Request, caller: KeysAdmin, svc: Services
 ) -> JSONResponse:
     return ok(key_view(await svc.keys.revoke(key_id, actor=caller.actor, by=caller.key)), request)
 
 
-@router.post("/{key_id}/rotate")
+@router.post("/{key_id}/rotate", response_model=IssuedKeyResponse)
 async def rotate_key(
-    key_id: str, request: Request, caller: KeysAdmin, svc: Services
+    key_id: KeyId, request: Request, caller: KeysAdmin, svc: Services
 ) -> JSONResponse:
     return ok(
         issued_view(await svc.keys.rotate(key_id, actor=caller.actor, by=caller.key)), request

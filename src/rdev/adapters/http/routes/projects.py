@@ -1,21 +1,22 @@
 """Projects the caller's key may see.
 
 Listing and reading projects are the hottest authenticated requests, so they are served by
-plain Starlette routes (`lean_routes`, matched before the routers; see `deps.lean_get`). The
-FastAPI declarations below document the same endpoints in OpenAPI and share the code."""
+lean routes (see `lean.py`): `twins` declares them for OpenAPI, and the lean routes are built
+from that declaration."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
-from rdev.adapters.http.deps import Caller, ProjectsRead, Services, lean_get, ok
-from rdev.adapters.http.documented import PROJECTS
+from rdev.adapters.http.deps import Caller, ProjectsRead, ok
+from rdev.adapters.http.documented import KEYED, PROJECTS, ProjectId
+from rdev.adapters.http.lean import serves
+from rdev.adapters.http.responses import ProjectResponse
 from rdev.adapters.http.schemas import project_view
 from rdev.adapters.http.state import HttpServices
-from rdev.domain.models import Scope
 
-router = APIRouter(prefix="/projects", tags=["projects"])
+twins = APIRouter(prefix="/projects", tags=["projects"], responses=KEYED)
 
 
 async def _list(request: Request, caller: Caller, svc: HttpServices) -> JSONResponse:
@@ -27,19 +28,13 @@ async def _get(request: Request, caller: Caller, svc: HttpServices) -> JSONRespo
     return ok(project_view(await svc.projects.get(caller.key, project_id)), request)
 
 
-lean_routes = [
-    lean_get("/projects", Scope.PROJECTS_READ, _list),
-    lean_get("/projects/{project_id}", Scope.PROJECTS_READ, _get),
-]
+@twins.get("", operation_id="list_projects", responses=PROJECTS)
+@serves(_list)
+async def list_projects(caller: ProjectsRead) -> None:
+    """The projects this key may see."""
 
 
-@router.get("", responses=PROJECTS)
-async def list_projects(request: Request, caller: ProjectsRead, svc: Services) -> JSONResponse:
-    return await _list(request, caller, svc)
-
-
-@router.get("/{project_id}", operation_id="get_project")
-async def get_project(
-    project_id: str, request: Request, caller: ProjectsRead, svc: Services
-) -> JSONResponse:
-    return await _get(request, caller, svc)  # reads project_id from request.path_params
+@twins.get("/{project_id}", operation_id="get_project", response_model=ProjectResponse)
+@serves(_get)
+async def get_project(project_id: ProjectId, caller: ProjectsRead) -> None:
+    """One project: whether it takes commands, and which kinds."""

@@ -7,26 +7,27 @@ which is what makes a browser's EventSource stop reconnecting."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from pydantic import BaseModel
 from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import Receive, Send
-from starlette.types import Scope as AsgiScope
 
 from rdev.adapters.http import sse
 from rdev.adapters.http.deps import Caller, CommandsRead, Services, caller_for, ok, presented_key
-from rdev.adapters.http.documented import EVENTS, Meta
+from rdev.adapters.http.documented import EVENTS, KEYED, CommandId, ProjectId
+from rdev.adapters.http.lean import serves
+from rdev.adapters.http.responses import StreamTokenResponse
 from rdev.adapters.http.state import HttpServices
 from rdev.domain.errors import InvalidInput, NotFound, Unauthenticated
 from rdev.domain.models import Command, EventType, Scope
 
+twins = APIRouter(tags=["streams"], responses=KEYED)
 router = APIRouter(tags=["streams"])
-LastEventIdHeader = Annotated[str | None, Header(alias="Last-Event-ID", max_length=200)]
-LastEventIdQuery = Annotated[str | None, Query(max_length=200)]
+_EVENT_ID = "An event id this stream sent (`COMMAND:SEQ`, or `COMMAND:final`): resume after it"
+LastEventIdHeader = Annotated[
+    str | None, Header(alias="Last-Event-ID", max_length=200, description=_EVENT_ID)
+]
+LastEventIdQuery = Annotated[str | None, Query(max_length=200, description=_EVENT_ID)]
 TokenQuery = Annotated[
     str | None,
     Query(
@@ -38,38 +39,37 @@ TokenQuery = Annotated[
     ),
 ]
 
-# The streams are served by plain Starlette routes (`lean_routes`) whose endpoints are bare ASGI
-# apps: an idle stream then holds no FastAPI request machinery and no request/response wrapper
-# frames, which is most of what ten thousand open streams cost. Errors raised before the stream
-# starts still reach the error table (through the app's ExceptionMiddleware). The FastAPI
-# declarations below document the same endpoints in OpenAPI and share the code.
+# The streams are served by lean routes (see lean.py) whose endpoints are bare ASGI apps: an
+# idle stream then holds no FastAPI request machinery and no request/response wrapper frames,
+# which is most of what ten thousand open streams cost. Errors raised before the stream starts
+# still reach the error table (through the app's ExceptionMiddleware). The twins below declare
+# them for OpenAPI, and the lean routes are built from that declaration.
 
 
-async def _command_stream(request: Request, svc: HttpServices, command_id: str) -> Response:
+async def _key_or_token(request: Request, svc: HttpServices, scope: Scope) -> Caller:
+    """The caller of a command stream: a key, or a stream token (docs/browser.md) standing for
+    the key that made it, checked as if that key had been presented (scope, IP allow-list,
+    rate limit). One credential per request."""
     token = request.query_params.get("token")
     if token is None:
-        caller = await caller_for(request, svc, Scope.COMMANDS_READ)
-    else:
-        caller = await _token_caller(request, svc, token, command_id)
-    cmd = await svc.commands.get(caller.key, command_id)
-    return await _respond(svc, cmd, request, caller.key.id)
-
-
-async def _token_caller(request: Request, svc: HttpServices, token: str, command_id: str) -> Caller:
-    """The caller behind a stream token (docs/browser.md): the key that made it, checked as
-    if it had been presented (scope, IP allow-list, rate limit). One credential per request."""
+        return await caller_for(request, svc, scope)
     tokens = svc.stream_tokens
     if tokens is None or presented_key(request) is not None:
         raise Unauthenticated("present either an API key or a stream token, not both")
+    command_id = request.path_params["command_id"]
     return await caller_for(
-        request, svc, Scope.COMMANDS_READ, verify=lambda: tokens.authenticate(token, command_id)
+        request, svc, scope, verify=lambda: tokens.authenticate(token, command_id)
     )
 
 
-async def _project_stream(
-    request: Request, svc: HttpServices, project_id: str, stream_id: str | None
-) -> Response:
-    caller = await caller_for(request, svc, Scope.COMMANDS_READ)
+async def _command_stream(request: Request, caller: Caller, svc: HttpServices) -> Response:
+    cmd = await svc.commands.get(caller.key, request.path_params["command_id"])
+    return await _respond(svc, cmd, request, caller.key.id)
+
+
+async def _project_stream(request: Request, caller: Caller, svc: HttpServices) -> Response:
+    project_id = request.path_params["project_id"]
+    stream_id = request.query_params.get("stream_id")
     if not stream_id:
         raise InvalidInput("stream_id is required", details={"field": "stream_id"})
     cmd = await svc.commands.get(caller.key, stream_id[:100])
@@ -101,76 +101,38 @@ async def _respond(svc: HttpServices, cmd: Command, request: Request, key_id: st
     )  # fmt: skip
 
 
-async def _open_command_stream(request: Request) -> Response:
-    svc: HttpServices = request.app.state.services
-    return await _command_stream(request, svc, request.path_params["command_id"])
-
-
-async def _open_project_stream(request: Request) -> Response:
-    svc: HttpServices = request.app.state.services
-    stream_id = request.query_params.get("stream_id")
-    return await _project_stream(request, svc, request.path_params["project_id"], stream_id)
-
-
-class _Lean:
-    """A stream endpoint as a bare ASGI app; its request lives only while the stream opens."""
-
-    def __init__(self, open_stream: Callable[[Request], Awaitable[Response]]) -> None:
-        self._open = open_stream
-
-    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        response = await self._open(Request(scope, receive))
-        await response(scope, receive, send)
-
-
-lean_routes = [
-    Route("/commands/{command_id}/events", _Lean(_open_command_stream), methods=["GET"]),
-    Route("/projects/{project_id}/events", _Lean(_open_project_stream), methods=["GET"]),
-]
-
-
 _RESUME_RESPONSES: dict[int | str, dict[str, Any]] = {
     204: {"description": "The client already has `complete` (Last-Event-ID at `C:final`)"},
-    400: {"description": "Last-Event-ID malformed, of another stream, or ahead of its events"},
 }
 
 
-@router.get(
+@twins.get(
     "/commands/{command_id}/events", operation_id="command_events",
     response_class=sse.SseResponse, responses=EVENTS | _RESUME_RESPONSES,
 )  # fmt: skip
+@serves(_command_stream, authorize=_key_or_token)
 async def command_events(
-    command_id: str, request: Request, caller: CommandsRead, svc: Services,
+    command_id: CommandId, caller: CommandsRead,
     last_event_id_header: LastEventIdHeader = None, last_event_id: LastEventIdQuery = None,
     token: TokenQuery = None,
-) -> Response:  # fmt: skip
-    """A command's events as Server-Sent Events; resume with Last-Event-ID."""
-    return await _command_stream(request, svc, command_id)
+) -> None:  # fmt: skip
+    """A command's events as Server-Sent Events, until `complete`; resume with Last-Event-ID
+    (header) or `last_event_id` (query, for clients that cannot set headers)."""
 
 
-@router.get(
+@twins.get(
     "/projects/{project_id}/events", operation_id="project_events",
     response_class=sse.SseResponse, responses=EVENTS | _RESUME_RESPONSES,
 )  # fmt: skip
+@serves(_project_stream)
 async def project_events(
-    project_id: str, request: Request, caller: CommandsRead, svc: Services,
-    stream_id: Annotated[str, Query(max_length=100)],
+    project_id: ProjectId, caller: CommandsRead,
+    stream_id: Annotated[
+        str, Query(max_length=100, description="The command's id (its `stream_id`)")
+    ],
     last_event_id_header: LastEventIdHeader = None, last_event_id: LastEventIdQuery = None,
-) -> Response:  # fmt: skip
-    """The seed's form of the same stream."""
-    return await _project_stream(request, svc, project_id, stream_id)
-
-
-class StreamTokenView(BaseModel):
-    token: str
-    command_id: str
-    expires_at: str
-    events_url: str
-
-
-class StreamTokenResponse(BaseModel):
-    data: StreamTokenView
-    meta: Meta
+) -> None:  # fmt: skip
+    """The seed's form of the same stream: a command of the project, by its stream id."""
 
 
 @router.post(
@@ -183,7 +145,7 @@ class StreamTokenResponse(BaseModel):
     )}},
 )  # fmt: skip
 async def command_stream_token(
-    command_id: str, request: Request, caller: CommandsRead, svc: Services
+    command_id: CommandId, request: Request, caller: CommandsRead, svc: Services
 ) -> Response:
     """A short-lived token to read this command's event stream from a browser."""
     cmd = await svc.commands.get(caller.key, command_id)

@@ -1,0 +1,62 @@
+"""What `src/` imports is what pyproject.toml declares, both ways: a third-party import must be
+a declared dependency (not one that happens to come along with another, nor a dev one), and a
+declared dependency must be imported somewhere in `src/`. Import names are mapped to
+distributions by the installed metadata (`packages_distributions`), so `yaml` is PyYAML."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "rdev"
+# Declared for work landing in parallel (metrics, retries, the SDK, the CLI, webhooks); drop an
+# entry once `src/` imports it.
+RESERVED = {"prometheus-client", "httpx", "httpx-sse", "stamina", "rich", "standardwebhooks"}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _declared() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {_normal(re.match(r"[A-Za-z0-9._-]+", d)[0]) for d in project["dependencies"]}  # type: ignore[index]
+
+
+def _imported() -> dict[str, set[str]]:
+    """Third-party distribution → the modules of src/ that import it."""
+    modules: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top != "rdev":
+                    modules.setdefault(top, set()).add(path.relative_to(SRC).as_posix())
+    dists = packages_distributions()
+    found: dict[str, set[str]] = {}
+    for top, where in modules.items():
+        for dist in dists.get(top, [top]):
+            found.setdefault(_normal(dist), set()).update(where)
+    return found
+
+
+def test_every_third_party_import_of_src_is_a_declared_dependency() -> None:
+    declared = _declared()
+    undeclared = {d: sorted(w) for d, w in _imported().items() if d not in declared}
+    assert not undeclared, f"declare in [project.dependencies] (uv add 'pkg==X.Y.Z'): {undeclared}"
+
+
+def test_every_declared_dependency_is_imported_by_src() -> None:
+    unused = sorted(_declared() - _imported().keys() - RESERVED)
+    assert not unused, f"nothing in src/ imports these; remove them (uv remove): {unused}"
