@@ -171,6 +171,8 @@ def build(
     readiness = Readiness({"database": store.db.ping, "backend": backend.check})
     limits = Limits(
         rps=settings.rate_limit_rps,
+        burst=settings.rate_limit_burst,
+        redis_retry_seconds=settings.redis_retry_seconds,
         auth_failures_per_minute=settings.auth_failures_per_minute,
         redis_url=settings.redis_url,
         redis_key_prefix=settings.redis_key_prefix,

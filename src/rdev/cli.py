@@ -146,6 +146,9 @@ def keys_create(
     project: Annotated[list[str] | None, typer.Option(help="Grant one project; repeat.")] = None,
     allow_ip: Annotated[list[str] | None, typer.Option(help="Allowed CIDR; repeat.")] = None,
     expires: Annotated[datetime | None, typer.Option(help="Expiry (ISO 8601, UTC).")] = None,
+    rate_limit_rps: Annotated[
+        float | None, typer.Option(help="The key's own rate limit (requests per second).")
+    ] = None,
 ) -> None:
     """Create a key and print its secret once."""
     if expires is not None and expires.tzinfo is None:
@@ -158,6 +161,7 @@ def keys_create(
         projects=project or (),
         allowed_ips=allow_ip or (),
         expires_at=expires,
+        rate_limit_rps=rate_limit_rps,
     )
     issued = _with_keys(lambda svc: svc.issue(new, actor=SYSTEM, by=None))
     err.print(f"created key {issued.key.id} ({name}); the secret is shown once:")

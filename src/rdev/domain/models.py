@@ -100,6 +100,7 @@ class ApiKey:
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
     created_by: str | None = None
+    rate_limit_rps: float | None = None  # the key's own per-key limit; None: RATE_LIMIT_RPS
 
     def has_scope(self, scope: Scope) -> bool:
         return Scope.ADMIN in self.scopes or scope in self.scopes

@@ -33,6 +33,7 @@ class NewKey:
     projects: Iterable[str] = ()
     allowed_ips: Iterable[str] = ()
     expires_at: datetime | None = None
+    rate_limit_rps: float | None = None
 
 
 class AuthFailure(Unauthenticated):
@@ -82,6 +83,7 @@ class KeyService:
             expires_at=new.expires_at.astimezone(UTC) if new.expires_at else None,
             created_at=now,
             created_by=actor.key_id,
+            rate_limit_rps=policy.check_key_rate(new.rate_limit_rps),
         )
         excess = authority.excess(by, key) if by is not None else None
         if excess is not None:

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rdev.adapters.http.jsonresponse import JSONResponse
+from rdev.adapters.http.ratelimit import KeyRateLimited
 from rdev.adapters.http.schemas import ERROR_CONTENT
 from rdev.adapters.http.state import HttpServices
 from rdev.domain.errors import RateLimited
@@ -79,7 +80,12 @@ async def caller_for(request: Request, svc: HttpServices, scope: Scope) -> Calle
     key = await _authenticate(request, svc)
     request.state.key_id = key.id  # for the audit of a refusal (errors.py)
     svc.keys.authorize(key, scope, client_ip=request.state.client_ip)
-    await svc.limits.check_key(key.id)
+    try:
+        quota = await svc.limits.check_key(key.id, key.rate_limit_rps)
+    except KeyRateLimited as over:
+        request.state.ratelimit = over.quota.headers()  # the 429 announces the policy too
+        raise
+    request.state.ratelimit = quota.headers()  # added to the response by EdgeMiddleware
     return Caller(key=key, actor=actor_of(request, key))
 
 

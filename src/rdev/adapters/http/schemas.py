@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from rdev.domain import policy, text
 from rdev.domain.models import ApiKey, AuditEntry, Command, IssuedKey, Project
+from rdev.domain.policy import MAX_KEY_RATE_LIMIT_RPS
 
 Strict = ConfigDict(extra="forbid")
 
@@ -41,6 +42,8 @@ class KeyCreate(BaseModel):
     projects: list[Text] = Field(default_factory=list, max_length=500)
     allowed_ips: list[Text] = Field(default_factory=list, max_length=100)
     expires_at: AwareDatetime | None = None
+    # the key's own per-key rate limit (requests per second); absent: the server's default
+    rate_limit_rps: float | None = Field(None, gt=0, le=MAX_KEY_RATE_LIMIT_RPS, strict=True)
 
 
 # Every error's body as `errors.envelope` builds it, for OpenAPI. Inline rather than a model:
@@ -83,6 +86,7 @@ def key_view(key: ApiKey) -> dict[str, Any]:
         "created_at": _ts(key.created_at),
         "revoked_at": _ts(key.revoked_at),
         "last_used_at": _ts(key.last_used_at),
+        "rate_limit_rps": key.rate_limit_rps,
     }
 
 
@@ -97,6 +101,7 @@ def issued_view(issued: IssuedKey) -> dict[str, Any]:
         "allowed_ips": view["allowed_ips"],
         "expires_at": view["expires_at"],
         "created_at": view["created_at"],
+        "rate_limit_rps": view["rate_limit_rps"],
     }
 
 

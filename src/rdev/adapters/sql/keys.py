@@ -25,6 +25,7 @@ def _row_to_key(row: Any) -> ApiKey:
         revoked_at=utc(row.revoked_at),
         last_used_at=utc(row.last_used_at),
         created_by=row.created_by,
+        rate_limit_rps=row.rate_limit_rps,
     )
 
 
@@ -44,6 +45,7 @@ class SqlKeyStore:
             expires_at=utc(key.expires_at),
             revoked_at=utc(key.revoked_at),
             created_by=key.created_by,
+            rate_limit_rps=key.rate_limit_rps,
         )
         await self._db.write(lambda conn: conn.execute(q))
 

@@ -36,6 +36,7 @@ api_keys = Table(
     Column("revoked_at", TS),
     Column("last_used_at", TS),
     Column("created_by", String(32)),
+    Column("rate_limit_rps", Float),
 )
 
 commands = Table(

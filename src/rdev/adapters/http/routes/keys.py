@@ -24,6 +24,7 @@ async def create_key(
             projects=body.projects,
             allowed_ips=body.allowed_ips,
             expires_at=body.expires_at,
+            rate_limit_rps=body.rate_limit_rps,
         ),
         actor=caller.actor,
         by=caller.key,
