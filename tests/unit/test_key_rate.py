@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from rdev.adapters.http.movingwindow import MovingWindows
 from rdev.adapters.http.ratelimit import Limits, default_window, key_item
 from rdev.domain import policy
 from rdev.domain.errors import InvalidInput, RateLimited
@@ -65,3 +66,22 @@ async def test_in_memory_the_budget_is_exact_and_the_quota_counts_down() -> None
         assert (own.quota, own.window, own.remaining) == (1, 10, 0)
     finally:
         await limits.close()
+
+
+def test_the_memory_window_allows_the_quota_in_any_window_and_frees_as_it_moves() -> None:
+    now = [100.0]
+    windows = MovingWindows(lambda: now[0])
+    got = []
+    for t in (0.0, 0.5, 1.0):
+        now[0] = 100.0 + t
+        got.append(windows.take("k", 3, 2.0))
+    assert [(a, left) for a, _, left in got] == [(True, 2), (True, 1), (True, 0)]
+    now[0] = 101.9
+    allowed, reset, left = windows.take("k", 3, 2.0)
+    assert (allowed, left) == (False, 0) and reset == pytest.approx(0.1)  # the 100.0 one
+    now[0] = 102.0  # the first request leaves the window: exactly one more fits
+    assert windows.take("k", 3, 2.0)[0] is True
+    assert windows.take("k", 3, 2.0)[0] is False
+    assert windows.take("other", 3, 2.0) == (True, 2.0, 2)  # keys are apart
+    now[0] = 200.0
+    assert windows.take("k", 1, 2.0) == (True, 2.0, 0)  # a lower quota later holds too

@@ -45,6 +45,7 @@ from limits.aio.strategies import (
 )
 from limits.errors import StorageError
 
+from rdev.adapters.http.movingwindow import MovingWindows
 from rdev.domain.errors import RateLimited
 
 log = structlog.get_logger(__name__)
@@ -63,12 +64,14 @@ class KeyRateLimited(RateLimited):
 
 class _Counter:
     """Limiters on Redis (a moving window and a sliding-window counter on one connection pool),
-    with the same in memory standing in while Redis is down."""
+    with the same in memory (the moving window: `MovingWindows`) standing in while Redis is
+    down."""
 
     def __init__(
         self, redis_url: str, key_prefix: str, retry_seconds: float, monotonic: Callable[[], float]
     ) -> None:
         self._memory = _limiters(MemoryStorage())
+        self._windows = MovingWindows(monotonic)
         self._redis: dict[type, RateLimiter] | None = None
         self._pool: Any = None
         if redis_url:
@@ -91,19 +94,32 @@ class _Counter:
                 return allowed
         return await self._memory[kind].hit(item, *ids)
 
-    async def stats(self, kind: type, item: RateLimitItem, *ids: str) -> tuple[float, int]:
-        """Seconds until the window frees a request (at least one) and the requests left."""
+    async def take(self, item: RateLimitItem, key_id: str) -> tuple[bool, float, int]:
+        """One request by `key_id` in its moving window `item`: (allowed, seconds until the
+        window frees a request (at least one), requests left)."""
+        limiter = self._live(MovingWindowRateLimiter)
+        if limiter is not None:
+            try:
+                allowed = await limiter.hit(item, "key", key_id)
+                stats = await limiter.get_window_stats(item, "key", key_id)
+            except _STORAGE_ERRORS as e:
+                self._went_down(e)
+            else:
+                self._answered()
+                return allowed, max(1.0, stats.reset_time - time.time()), max(0, stats.remaining)
+        allowed, reset, left = self._windows.take(key_id, item.amount, item.get_expiry())
+        return allowed, max(1.0, reset), left
+
+    async def reset_in(self, item: RateLimitItem, *ids: str) -> float:
+        """Seconds until `ids` may try again under the sliding-window `item` (at least one)."""
+        kind = SlidingWindowCounterRateLimiter
         limiter = self._live(kind) or self._memory[kind]
         try:
             stats = await limiter.get_window_stats(item, *ids)
         except _STORAGE_ERRORS as e:
             self._went_down(e)
             stats = await self._memory[kind].get_window_stats(item, *ids)
-        return max(1.0, stats.reset_time - time.time()), max(0, stats.remaining)
-
-    async def reset_in(self, item: RateLimitItem, *ids: str) -> float:
-        """Seconds until `ids` may try again under the sliding-window `item` (at least one)."""
-        return (await self.stats(SlidingWindowCounterRateLimiter, item, *ids))[0]
+        return max(1.0, stats.reset_time - time.time())
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -224,8 +240,7 @@ class Limits:
         """Count one request by the key (at its own `rps`, or RATE_LIMIT_RPS): what is left of
         its budget, or RateLimited (carrying that, for the headers) when it is spent."""
         item = key_item(rps or self._rps, self._window)
-        allowed = await self._counter.hit(MovingWindowRateLimiter, item, "key", key_id)
-        reset, remaining = await self._counter.stats(MovingWindowRateLimiter, item, "key", key_id)
+        allowed, reset, remaining = await self._counter.take(item, key_id)
         quota = KeyQuota(item.amount, item.multiples, remaining, math.ceil(reset))
         if not allowed:
             raise KeyRateLimited(quota)
