@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import resource
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -25,13 +26,15 @@ from rdev.adapters.http.refusals import RefusalAudit
 from rdev.adapters.http.state import HttpServices
 from rdev.adapters.local.backend import LocalBackend
 from rdev.adapters.local.demo import ensure_demo_project
+from rdev.adapters.otel import setup as otel_setup
 from rdev.adapters.sql.store import Store, build_store
 from rdev.clock import utcnow
 from rdev.config import Settings
-from rdev.ports import Backend, Bus
+from rdev.ports import Backend, Bus, Tracer
 from rdev.runtime.dispatcher import CANCEL_TOPIC, QUEUE_TOPIC, Dispatcher
 from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.streams import EVENTS_TOPIC, StreamHub
+from rdev.runtime.tracing import NO_TRACER
 from rdev.services.audit import AuditService
 from rdev.services.claude_config import ClaudeConfigService
 from rdev.services.commands import CommandService
@@ -78,6 +81,8 @@ class App:
     services: HttpServices
     http: FastAPI = field(init=False)
     demo: bool = False
+    tracer_provider: Any = None  # an OpenTelemetry TracerProvider when tracing is on
+    owns_tracer_provider: bool = False  # made from OTEL_*: shut down (flushed) at close
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Task[None] | None = None
 
@@ -117,6 +122,9 @@ class App:
         await self.services.limits.close()
         await self.backend.close()
         await self.store.close()
+        if self.tracer_provider is not None:
+            flush = self.tracer_provider.shutdown if self.owns_tracer_provider else None
+            await asyncio.to_thread(flush or self.tracer_provider.force_flush)
         log.info("rdev.stopped")
 
     async def _prune_forever(self) -> None:
@@ -144,7 +152,13 @@ def build(
     **overrides: Any,
 ) -> App:
     store = build_store(settings)
-    backend = backend or build_backend(settings)
+    backend = own_backend = backend or build_backend(settings)
+    # tracing: a TracerProvider given (the tests' in-memory exporter) or made from OTEL_*
+    given = overrides.get("tracer_provider")
+    provider = given or otel_setup.tracer_provider(os.environ)
+    tracer: Tracer = NO_TRACER
+    if provider is not None:
+        backend, tracer = _traced(provider, backend, store)
     bus = overrides.get("bus") or build_bus(settings)
     replica = settings.replica
     hub = StreamHub(store.events, bus, replica=replica, buffer_events=settings.sse_buffer_events)
@@ -167,6 +181,7 @@ def build(
         ),
         clock=clock,
         on_end=audit.command_ended,
+        tracer=tracer,
     )
     readiness = Readiness({"database": store.db.ping, "backend": backend.check})
     limits = Limits(
@@ -198,6 +213,7 @@ def build(
             default_timeout=settings.default_timeout_seconds,
             max_timeout=settings.max_timeout_seconds,
             claude_bin=settings.claude_bin,
+            tracer=tracer,
         ),
         streams=hub,
         claude_config=ClaudeConfigService(backend, audit),
@@ -207,7 +223,7 @@ def build(
         ),
         heartbeat_seconds=settings.sse_heartbeat_seconds,
     )
-    app = App(settings, store, backend, bus, hub, dispatcher, services, demo=demo)
+    app = App(settings, store, own_backend, bus, hub, dispatcher, services, demo=demo)
     app.http = create_app(
         services,
         max_body_bytes=settings.max_body_bytes,
@@ -215,7 +231,25 @@ def build(
         trusted_proxies=settings.trusted_proxy_networks,
         lifespan=app.lifespan,
     )
+    if provider is not None:
+        from rdev.adapters.otel.asgi import TracingMiddleware
+
+        app.http.add_middleware(TracingMiddleware, provider=provider)  # outermost
+        app.tracer_provider, app.owns_tracer_provider = provider, given is None
     return app
+
+
+def _traced(provider: Any, backend: Backend, store: Store) -> tuple[Backend, Tracer]:
+    """The backend and the database traced, and the core's tracer (imported here: without
+    the `otel` extra these modules are never loaded)."""
+    from rdev.adapters.otel import sql
+    from rdev.adapters.otel.backend import TracedBackend
+    from rdev.adapters.otel.tracer import OtelTracer
+
+    system = "sqlite" if store.db.is_sqlite else "postgresql"
+    for engine in store.db.engines():
+        sql.instrument(engine, provider, system)
+    return TracedBackend(backend, provider), OtelTracer(provider)
 
 
 def connection_budget(settings: Settings) -> int:

@@ -22,7 +22,9 @@ from rdev.ports import (
     Execution,
     ExitStatus,
     Finish,
+    Span,
     StreamName,
+    Tracer,
 )
 from rdev.runtime.gitguard import check_repository
 from rdev.runtime.limits import DispatchLimits
@@ -30,6 +32,7 @@ from rdev.runtime.outage import persist
 from rdev.runtime.output import Line
 from rdev.runtime.outputcap import DRAIN_PAUSE_SECONDS, OutputCap
 from rdev.runtime.streams import StreamHub
+from rdev.runtime.tracing import NO_TRACER
 from rdev.runtime.writer import EventWriter
 
 log = structlog.get_logger(__name__)
@@ -51,8 +54,11 @@ class Runner:
         limits: DispatchLimits,
         clock: Callable[[], datetime],
         on_end: EndHook | None = None,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
         self.command = command
+        self._tracer = tracer
+        self._span: Span | None = None
         self._on_end = on_end
         self._backend = backend
         self._commands = commands
@@ -74,6 +80,25 @@ class Runner:
         self._stop.set()
 
     async def run(self) -> None:
+        """The command's life as one span (queued at its creation, then running, then
+        complete), continuing the submitting request's trace when it was carried here."""
+        cmd = self.command
+        attributes = {
+            "rdev.project": cmd.project_id,
+            "rdev.command.id": cmd.id,
+            "rdev.command.kind": cmd.kind.value,
+        }
+        with self._tracer.span(
+            f"command {cmd.kind.value}",
+            parent=self._tracer.carried(cmd.id),
+            start=cmd.created_at,
+            attributes=attributes,
+        ) as span:
+            self._span = span
+            span.event("running")
+            await self._run()
+
+    async def _run(self) -> None:
         cmd = self.command
         writer = EventWriter(
             cmd.id,
@@ -94,7 +119,7 @@ class Runner:
             if cmd.kind is CommandKind.GIT:
                 await check_repository(self._backend, project, cmd)
             execution = await self._backend.exec(
-                project, cmd.argv, env=cmd.env, cwd=cmd.cwd, command_id=cmd.id
+                project, cmd.argv, env=self._env(), cwd=cmd.cwd, command_id=cmd.id
             )
         except RdevError as e:
             await writer.add(EventType.STATUS, {"status": CommandStatus.RUNNING.value})
@@ -104,6 +129,12 @@ class Runner:
         await writer.add(EventType.STATUS, {"status": CommandStatus.RUNNING.value})
         status, exit_code, error = await self._supervise(execution, writer)
         await self._finish(writer, status, exit_code, error)
+
+    def _env(self) -> dict[str, str]:
+        """The command's environment, with TRACEPARENT when traced: tools inside can continue
+        the trace."""
+        parent = self._tracer.traceparent()
+        return {**self.command.env, "TRACEPARENT": parent} if parent else dict(self.command.env)
 
     async def _supervise(
         self, execution: Execution, writer: EventWriter
@@ -208,6 +239,11 @@ class Runner:
         error: tuple[str, str] | None,
     ) -> None:
         await writer.flush()
+        if self._span is not None:
+            self._span.set("rdev.command.status", status.value)
+            if exit_code is not None:
+                self._span.set("rdev.command.exit_code", exit_code)
+            self._span.event("complete")
         now = self._clock()
         final = terminal_events(
             self.command.id,
