@@ -124,7 +124,21 @@ KEY_ERRORS: dict[int | str, dict[str, Any]] = {
         ),
         "content": ERROR_CONTENT,
         "headers": {
-            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}},
+            "RateLimit-Policy": {
+                "description": (
+                    'The key\'s budget, e.g. `"key";q=20;w=2` (q requests in any w seconds; '
+                    "draft-ietf-httpapi-ratelimit-headers). On every authenticated response."
+                ),
+                "schema": {"type": "string"},
+            },
+            "RateLimit": {
+                "description": (
+                    'What is left of it, e.g. `"key";r=0;t=1` (r requests; t seconds until the '
+                    "window frees one). On every authenticated response."
+                ),
+                "schema": {"type": "string"},
+            },
         },
     },
     503: {
