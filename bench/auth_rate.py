@@ -149,7 +149,9 @@ async def profile(requests: int, top: int, sort: str) -> list[str]:
     out = [f"  in-process profile: rdev's ASGI app called directly, {requests:,} requests per path"]
     try:
         async with app.lifespan(app.http):
-            issued = await app.services.keys.issue(NewKey(name="b", scopes=["admin"]), actor=SYSTEM)
+            issued = await app.services.keys.issue(
+                NewKey(name="b", scopes=["admin"]), actor=SYSTEM, by=None
+            )
             calls = {
                 "GET /health": _asgi_caller(app.http, "/health", None),
                 "GET /projects": _asgi_caller(app.http, "/projects", issued.secret),

@@ -15,9 +15,18 @@ in microseconds, deterministically."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import selectors
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -534,3 +543,60 @@ def run_virtual(main: Callable[[VirtualTimeLoop], Coroutine[Any, Any, T]]) -> T:
             loop.run_until_complete(_settle(pending))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+@dataclass
+class RecordedSpan:
+    name: str
+    parent: str | None
+    start: datetime | None
+    attributes: dict[str, str | int | bool]
+    events: list[str] = field(default_factory=list)
+    ended: bool = False
+
+    def set(self, key: str, value: str | int | bool) -> None:
+        self.attributes[key] = value
+
+    def event(self, name: str) -> None:
+        self.events.append(name)
+
+
+@dataclass
+class RecordingTracer:
+    """The twin of ports.Tracer: records spans; the current span's traceparent is made up from
+    its position, so tests can tell which span a TRACEPARENT names."""
+
+    spans: list[RecordedSpan] = field(default_factory=list)
+    carried_: dict[str, str] = field(default_factory=dict)
+    _current: list[RecordedSpan] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def span(
+        self,
+        name: str,
+        *,
+        parent: str | None = None,
+        start: datetime | None = None,
+        attributes: Mapping[str, str | int | bool] | None = None,
+    ) -> Iterator[RecordedSpan]:
+        span = RecordedSpan(name, parent, start, dict(attributes or {}))
+        self.spans.append(span)
+        self._current.append(span)
+        try:
+            yield span
+        finally:
+            self._current.pop()
+            span.ended = True
+
+    def traceparent(self) -> str | None:
+        if not self._current:
+            return None
+        return f"00-{'a' * 32}-{self.spans.index(self._current[-1]) + 1:016x}-01"
+
+    def carry(self, command_id: str) -> None:
+        parent = self.traceparent()
+        if parent is not None:
+            self.carried_[command_id] = parent
+
+    def carried(self, command_id: str) -> str | None:
+        return self.carried_.pop(command_id, None)

@@ -340,11 +340,12 @@ def marked_processes(command_id: str) -> list[tuple[int, str]]:
 
 @asynccontextmanager
 async def two_replicas(
-    pg_url: str, root: Path, tmp_path: Path, **env: str
+    pg_url: str, root: Path, tmp_path: Path, *, stderr_dir: Path | None = None, **env: str
 ) -> AsyncIterator[list[httpx.AsyncClient]]:
     """Two `rdev serve` processes on one PostgreSQL database, serving the workspaces under
     `root`, each with a client holding one admin key (made with `rdev keys create`). `env`
-    adds settings (RDEV_LEASE_SECONDS=3 and a high RATE_LIMIT_RPS are given)."""
+    adds settings (RDEV_LEASE_SECONDS=3 and a high RATE_LIMIT_RPS are given); with
+    `stderr_dir`, replica i logs to `stderr_dir / f"r{i}.log"`."""
     import sys
 
     from rdev.bootstrap import build_store
@@ -359,10 +360,14 @@ async def two_replicas(
         "RATE_LIMIT_RPS": "1000",
         **env,
     }
+    logs = [
+        (stderr_dir / f"r{i}.log").open("wb") if stderr_dir is not None else None for i in range(2)
+    ]
     replicas = [
         await start_replica(
             {**base, "RDEV_DATA_DIR": str(tmp_path / f"d{i}"), "RDEV_REPLICA_ID": f"r{i}"},
             cwd=tmp_path,
+            stderr=logs[i],
         )
         for i in range(2)
     ]
@@ -381,3 +386,6 @@ async def two_replicas(
             await client.aclose()
         for replica in replicas:
             await replica.stop()
+        for log in logs:
+            if log is not None:
+                log.close()

@@ -29,16 +29,18 @@ from rdev.adapters.http.state import HttpServices
 from rdev.adapters.local.backend import LocalBackend
 from rdev.adapters.local.claude_probe import claude_version
 from rdev.adapters.local.demo import ensure_demo_project
+from rdev.adapters.otel import setup as otel_setup
 from rdev.adapters.sql.store import Store, build_store
 from rdev.adapters.webhooks.build import build_webhooks
 from rdev.adapters.webhooks.worker import WEBHOOKS_TOPIC, DeliveryWorker
 from rdev.clock import utcnow
 from rdev.config import Settings
 from rdev.domain.claude_env import ClaudeEnv, parse_names
-from rdev.ports import Backend, Bus
+from rdev.ports import Backend, Bus, Tracer
 from rdev.runtime.dispatcher import CANCEL_TOPIC, QUEUE_TOPIC, Dispatcher
 from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.streams import EVENTS_TOPIC, StreamHub
+from rdev.runtime.tracing import NO_TRACER
 from rdev.services.audit import AuditService
 from rdev.services.claude_cli import ClaudeCli
 from rdev.services.claude_config import ClaudeConfigService
@@ -93,6 +95,8 @@ class App:
     deliveries: DeliveryWorker
     http: FastAPI = field(init=False)
     demo: bool = False
+    tracer_provider: Any = None  # an OpenTelemetry TracerProvider when tracing is on
+    owns_tracer_provider: bool = False  # made from OTEL_*: shut down (flushed) at close
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Task[None] | None = None
 
@@ -134,6 +138,9 @@ class App:
         await self.services.limits.close()
         await self.backend.close()
         await self.store.close()
+        if self.tracer_provider is not None:
+            flush = self.tracer_provider.shutdown if self.owns_tracer_provider else None
+            await asyncio.to_thread(flush or self.tracer_provider.force_flush)
         log.info("rdev.stopped")
 
     async def _prune_forever(self) -> None:
@@ -161,7 +168,13 @@ def build(
     **overrides: Any,
 ) -> App:
     store = build_store(settings)
-    backend = backend or build_backend(settings)
+    backend = own_backend = backend or build_backend(settings)
+    # tracing: a TracerProvider given (the tests' in-memory exporter) or made from OTEL_*
+    given = overrides.get("tracer_provider")
+    provider = given or otel_setup.tracer_provider(os.environ)
+    tracer: Tracer = NO_TRACER
+    if provider is not None:
+        backend, tracer = _traced(provider, backend, store)
     bus = overrides.get("bus") or build_bus(settings)
     replica = settings.replica
     hub = StreamHub(store.events, bus, replica=replica, buffer_events=settings.sse_buffer_events)
@@ -187,11 +200,14 @@ def build(
         ),
         clock=clock,
         on_end=audit.command_ended,
+        tracer=tracer,
     )
     webhook_service, deliveries = build_webhooks(settings, store, bus, audit, clock=clock)
     readiness = Readiness({"database": store.db.ping, "backend": backend.check})
     limits = Limits(
         rps=settings.rate_limit_rps,
+        burst=settings.rate_limit_burst,
+        redis_retry_seconds=settings.redis_retry_seconds,
         auth_failures_per_minute=settings.auth_failures_per_minute,
         redis_url=settings.redis_url,
         redis_key_prefix=settings.redis_key_prefix,
@@ -234,6 +250,7 @@ def build(
             claude_bin=settings.claude_bin,
             claude_cli=claude_cli,
             budget=usage.check_budget,
+            tracer=tracer,
         ),
         claude_cli=claude_cli,
         streams=hub,
@@ -252,7 +269,7 @@ def build(
             clock=clock,
         ),
     )
-    app = App(settings, store, backend, bus, hub, dispatcher, services, deliveries, demo=demo)
+    app = App(settings, store, own_backend, bus, hub, dispatcher, services, deliveries, demo=demo)
     app.http = create_app(
         services,
         max_body_bytes=settings.max_body_bytes,
@@ -261,7 +278,25 @@ def build(
         cors_origins=settings.cors_origin_list,
         lifespan=app.lifespan,
     )
+    if provider is not None:
+        from rdev.adapters.otel.asgi import TracingMiddleware
+
+        app.http.add_middleware(TracingMiddleware, provider=provider)  # outermost
+        app.tracer_provider, app.owns_tracer_provider = provider, given is None
     return app
+
+
+def _traced(provider: Any, backend: Backend, store: Store) -> tuple[Backend, Tracer]:
+    """The backend and the database traced, and the core's tracer (imported here: without
+    the `otel` extra these modules are never loaded)."""
+    from rdev.adapters.otel import sql
+    from rdev.adapters.otel.backend import TracedBackend
+    from rdev.adapters.otel.tracer import OtelTracer
+
+    system = "sqlite" if store.db.is_sqlite else "postgresql"
+    for engine in store.db.engines():
+        sql.instrument(engine, provider, system)
+    return TracedBackend(backend, provider), OtelTracer(provider)
 
 
 def connection_budget(settings: Settings) -> int:

@@ -184,6 +184,9 @@ def keys_create(
     project: Annotated[list[str] | None, typer.Option(help="Grant one project; repeat.")] = None,
     allow_ip: Annotated[list[str] | None, typer.Option(help="Allowed CIDR; repeat.")] = None,
     expires: Annotated[datetime | None, typer.Option(help="Expiry (ISO 8601, UTC).")] = None,
+    rate_limit_rps: Annotated[
+        float | None, typer.Option(help="The key's own rate limit (requests per second).")
+    ] = None,
     db: Db = False, url: Url = None, key: Key = None, profile: Profile = None,
 ) -> None:  # fmt: skip
     """Create a key and print its secret once."""
@@ -194,7 +197,8 @@ def keys_create(
     if _over_api(db, url, profile):
         return api_keys.create((url, key, profile), name, scope, projects=project or (),
                                allowed_ips=allow_ip or (),
-                               expires_at=expires.isoformat() if expires else None)  # fmt: skip
+                               expires_at=expires.isoformat() if expires else None,
+                               rate_limit_rps=rate_limit_rps)  # fmt: skip
     from rdev.services.audit import SYSTEM
     from rdev.services.keys import NewKey
 
@@ -204,6 +208,7 @@ def keys_create(
         projects=project or (),
         allowed_ips=allow_ip or (),
         expires_at=expires,
+        rate_limit_rps=rate_limit_rps,
     )
     issued = _with_keys(lambda svc: svc.issue(new, actor=SYSTEM, by=None))
     err.print(f"created key {issued.key.id} ({name}); the secret is shown once:")

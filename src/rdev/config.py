@@ -172,6 +172,16 @@ class Settings(BaseSettings):
         parse_names(value)  # a refused or malformed name stops start-up, naming it
         return value
 
+    # Rate limits across replicas (issue #11): the per-key burst (RATE_LIMIT_RPS times the window
+    # in seconds; see adapters/http/ratelimit.py) and how often a replica counting in memory
+    # tries Redis again after it went away.
+    rate_limit_burst: int = Field(
+        20, ge=1, le=100_000, validation_alias=_env("RDEV_RATE_LIMIT_BURST")
+    )
+    redis_retry_seconds: float = Field(
+        30.0, gt=0, le=3600, validation_alias=_env("RDEV_REDIS_RETRY_SECONDS")
+    )
+
     @field_validator("trusted_proxies")
     @classmethod
     def _cidrs(cls, value: str) -> str:

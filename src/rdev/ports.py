@@ -4,6 +4,7 @@ real implementations (or a real one and an in-memory twin used by tests)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal, Protocol
@@ -360,4 +361,39 @@ class UsageStore(Protocol):
         self, day: date, *, key_id: str | None = None, project_id: str | None = None
     ) -> float:
         """The cost of the finished runs of one key or one project on a day."""
+
+
+class Span(Protocol):
+    def set(self, key: str, value: str | int | bool) -> None: ...
+
+    def event(self, name: str) -> None: ...
+
+
+class Tracer(Protocol):
+    """Spans for the core (runtime, services): OpenTelemetry (adapters/otel, with the `otel`
+    extra and OTEL_* set) or nothing (runtime/tracing.NO_TRACER). The core never imports
+    opentelemetry: it is an optional dependency."""
+
+    def span(
+        self,
+        name: str,
+        *,
+        parent: str | None = None,
+        start: datetime | None = None,
+        attributes: Mapping[str, str | int | bool] | None = None,
+    ) -> AbstractContextManager[Span]:
+        """A span, current inside the block: a child of the current span, or of `parent` (a
+        W3C traceparent) when given; `start` backdates it."""
+        ...
+
+    def traceparent(self) -> str | None:
+        """The current span as a W3C traceparent, or None outside a (sampled) trace."""
+        ...
+
+    def carry(self, command_id: str) -> None:
+        """Remember the current trace for a command that will run later on this replica."""
+        ...
+
+    def carried(self, command_id: str) -> str | None:
+        """The trace remembered for `command_id` (once), or None."""
         ...

@@ -55,14 +55,20 @@ def _toml(config: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _build_kwargs(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The overrides that are for `build`, not Settings (a tracer_provider)."""
+    return {k: overrides.pop(k) for k in ("tracer_provider",) if k in overrides}
+
+
 @asynccontextmanager
 async def _local(
     settings_factory: Callable[..., Settings], projects: dict[str, dict[str, Any]], **overrides: Any
 ) -> AsyncIterator[Running]:
+    build = _build_kwargs(overrides)
     settings = settings_factory(**overrides)
     for name, config in projects.items():
         make_project(settings.workspace_root, name, _toml_text(config))
-    async with serve(settings) as running:
+    async with serve(settings, **build) as running:
         running.settings_writer = lambda name, config: _write_toml(
             settings.workspace_root / name, config
         )
@@ -94,8 +100,9 @@ async def _kubernetes(
             kube.create_pod(pod, labels=LABELS | {"rdev.orchard9.ai/name": name})
             pods[name] = kube.pod_dir(pod)
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+        build = _build_kwargs(overrides)
         settings = settings_factory(backend="kubernetes", kubeconfig=str(kubeconfig), **overrides)
-        async with serve(settings) as running:
+        async with serve(settings, **build) as running:
             running.workspaces.update(pods)
 
             def put(name: str, config: dict[str, Any] | Raw) -> None:

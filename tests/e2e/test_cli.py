@@ -118,11 +118,31 @@ def test_keys_create_list_rotate_revoke(env: dict[str, str]) -> None:
     assert again.stderr.strip().startswith("rdev: ") and "Traceback" not in again.stderr
 
 
+def test_keys_create_with_its_own_rate_limit(env: dict[str, str]) -> None:
+    raw = created(env, "--name", "slow", "--scope", "projects:read", "--rate-limit-rps", "2.5")
+    key_id = keyfmt.parse_key(raw)[0]  # type: ignore[index]
+
+    async def read() -> float | None:
+        store = build_store(Settings(data_dir=Path(env["RDEV_DATA_DIR"])))
+        try:
+            key = await store.keys.get(key_id)
+        finally:
+            await store.close()
+        assert key is not None
+        return key.rate_limit_rps
+
+    assert asyncio.run(read()) == 2.5
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
         (("keys", "create", "--name", "x", "--scope", "root"), "root"),
         (("keys", "revoke", "nosuchkey000"), "nosuchkey000"),
+        (("keys", "create", "--name", "x", "--scope", "admin", "--rate-limit-rps", "0"),
+         "rate_limit_rps"),
+        (("keys", "create", "--name", "x", "--scope", "admin", "--rate-limit-rps", "20000"),
+         "rate_limit_rps"),
     ],
 )  # fmt: skip
 def test_key_command_refusals_are_one_line(

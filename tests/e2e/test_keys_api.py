@@ -16,6 +16,7 @@ from tests.support import Running
 ISSUED_FIELDS = {
     "id", "name", "key", "scopes", "projects", "allowed_ips", "expires_at", "created_at",
     "daily_budget_usd",
+    "rate_limit_rps",
 }  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from rdev.domain.models import Command, CommandKind, CommandStatus
 from rdev.ports import Finish
 from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.runner import Runner
-from tests.fakes import T0, FakeExecution, VirtualTimeLoop, run_virtual
+from tests.fakes import T0, FakeExecution, RecordingTracer, VirtualTimeLoop, run_virtual
 from tests.support import eventually
 from tests.unit.runtime_support import World
 
@@ -215,5 +215,44 @@ def test_a_command_finished_elsewhere_is_not_recorded_twice() -> None:
         await task
         assert w.store.commands["cmd_a"].status is CommandStatus.LOST
         assert w.ended == []  # the end hook hears of an ending once, from whoever made it
+
+    run_virtual(main)
+
+
+def test_a_traced_command_is_one_span_and_its_process_gets_its_traceparent() -> None:
+    async def main(loop: VirtualTimeLoop) -> None:
+        w = World(loop)
+        tracer = RecordingTracer(carried_={"cmd_a": "00-" + "b" * 32 + "-" + "c" * 16 + "-01"})
+        _, cmd = await start(w)
+        runner = Runner(
+            cmd, backend=w.backend, commands=w.store, log=w.log, hub=w.hub, limits=LIMITS,
+            clock=w.loop.clock, on_end=w.on_end, tracer=tracer,
+        )  # fmt: skip
+        w.backend.on_exec = lambda ex: ex.exit(0)
+        await runner.run()
+        [span] = tracer.spans
+        assert span.name == "command shell" and span.ended
+        assert span.parent == "00-" + "b" * 32 + "-" + "c" * 16 + "-01"  # the carried request
+        assert span.start == cmd.created_at  # its life starts when it was queued
+        assert span.attributes == {
+            "rdev.project": cmd.project_id, "rdev.command.id": "cmd_a",
+            "rdev.command.kind": "shell", "rdev.command.status": "succeeded",
+            "rdev.command.exit_code": 0,
+        }  # fmt: skip
+        assert span.events == ["running", "complete"]
+        assert w.backend.env["cmd_a"]["TRACEPARENT"] == f"00-{'a' * 32}-{1:016x}-01"
+        assert tracer.carried("cmd_a") is None  # handed over once
+
+    run_virtual(main)
+
+
+def test_an_untraced_command_gets_no_traceparent() -> None:
+    async def main(loop: VirtualTimeLoop) -> None:
+        w = World(loop)
+        runner, cmd = await start(w)
+        w.backend.on_exec = lambda ex: ex.exit(0)
+        await runner.run()
+        assert w.backend.env["cmd_a"] == dict(cmd.env)
+        assert "TRACEPARENT" not in w.backend.env["cmd_a"]
 
     run_virtual(main)

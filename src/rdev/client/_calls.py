@@ -139,9 +139,12 @@ def config_delete(project_id: str, type_: str, name: str) -> Call[dict[str, Any]
 def key_create(
     name: str, scopes: Sequence[str], *, projects: Sequence[str] = (),
     allowed_ips: Sequence[str] = (), expires_at: str | None = None,
+    rate_limit_rps: float | None = None, daily_budget_usd: float | None = None,
 ) -> Call[IssuedKey]:  # fmt: skip
     body = _clean({"name": name, "scopes": list(scopes), "projects": list(projects),
-                   "allowed_ips": list(allowed_ips), "expires_at": expires_at})  # fmt: skip
+                   "allowed_ips": list(allowed_ips), "expires_at": expires_at,
+                   "rate_limit_rps": rate_limit_rps,
+                   "daily_budget_usd": daily_budget_usd})  # fmt: skip
     return Call("POST", "/keys", _one(IssuedKey), json=body)
 
 

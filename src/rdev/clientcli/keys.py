@@ -17,11 +17,12 @@ from rdev.clientcli.session import client, err
 def create(
     target: tuple[str | None, str | None, str | None], name: str, scopes: Sequence[str], *,
     projects: Sequence[str], allowed_ips: Sequence[str], expires_at: str | None,
+    rate_limit_rps: float | None = None,
 ) -> None:  # fmt: skip
     """Create a key and print its secret once (on stdout, alone)."""
     with client(*target) as c:
         issued = c.create_key(name, scopes, projects=projects, allowed_ips=allowed_ips,
-                              expires_at=expires_at)  # fmt: skip
+                              expires_at=expires_at, rate_limit_rps=rate_limit_rps)  # fmt: skip
     err.print(f"created key {issued.id} ({name}); the secret is shown once:", markup=False)
     print(issued.key)
 

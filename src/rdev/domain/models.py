@@ -107,6 +107,7 @@ class ApiKey:
     last_used_at: datetime | None = None
     created_by: str | None = None
     daily_budget_usd: float | None = None  # Claude spend per UTC day (services/usage.py)
+    rate_limit_rps: float | None = None  # the key's own per-key limit; None: RATE_LIMIT_RPS
 
     def has_scope(self, scope: Scope) -> bool:
         return Scope.ADMIN in self.scopes or scope in self.scopes

@@ -7,6 +7,7 @@ trailing newline through), and every text passes `text.problem` first."""
 from __future__ import annotations
 
 import ipaddress
+import math
 import posixpath
 import re
 import shlex
@@ -239,6 +240,27 @@ def parse_cidrs(values: Iterable[str]) -> tuple[str, ...]:
                 f"{value!r} is not a valid IP address or CIDR", details={"field": "allowed_ips"}
             ) from e
     return tuple(out)
+
+
+MAX_KEY_RATE_LIMIT_RPS = 10_000.0
+
+
+def check_key_rate(value: float | None) -> float | None:
+    """A key's own rate limit: requests per second, more than 0 and at most
+    MAX_KEY_RATE_LIMIT_RPS (the moving window holds one timestamp per request), or None."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= MAX_KEY_RATE_LIMIT_RPS
+    ):
+        raise InvalidInput(
+            f"rate_limit_rps must be a number above 0 and at most {MAX_KEY_RATE_LIMIT_RPS:g}",
+            details={"field": "rate_limit_rps"},
+        )
+    return float(value)
 
 
 def ip_allowed(client_ip: str | None, allowed: Sequence[str]) -> bool:

@@ -25,10 +25,11 @@ import structlog
 
 from rdev.domain.lifecycle import elapsed_ms, started_event, terminal_events
 from rdev.domain.models import Command, CommandStatus
-from rdev.ports import Backend, Bus, CommandStore, EventLog, Finish
+from rdev.ports import Backend, Bus, CommandStore, EventLog, Finish, Tracer
 from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.runner import EndHook, Runner
 from rdev.runtime.streams import StreamHub
+from rdev.runtime.tracing import NO_TRACER
 
 log = structlog.get_logger(__name__)
 QUEUE_TOPIC = "queue"
@@ -49,10 +50,12 @@ class Dispatcher:
         limits: DispatchLimits,
         clock: Callable[[], datetime],
         on_end: EndHook | None = None,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
         """`on_end` hears of every command this replica ends (run, or swept as lost), once;
         bootstrap gives it the audit log."""
         self._commands = commands
+        self._tracer = tracer
         self._on_end = on_end
         self._log = log
         self._hub = hub
@@ -163,6 +166,7 @@ class Dispatcher:
             limits=self._limits,
             clock=self._clock,
             on_end=self._ended,
+            tracer=self._tracer,
         )
         self._running[cmd.id] = runner
         task = asyncio.create_task(self._run(runner), name=f"command-{cmd.id}")

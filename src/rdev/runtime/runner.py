@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,9 @@ from rdev.ports import (
     Execution,
     ExitStatus,
     Finish,
+    Span,
     StreamName,
+    Tracer,
 )
 from rdev.runtime.claude_usage import account, cost_view
 from rdev.runtime.gitguard import check_repository
@@ -34,6 +36,7 @@ from rdev.runtime.outage import persist
 from rdev.runtime.output import Line
 from rdev.runtime.outputcap import DRAIN_PAUSE_SECONDS, OutputCap
 from rdev.runtime.streams import StreamHub
+from rdev.runtime.tracing import NO_TRACER
 from rdev.runtime.writer import EventWriter
 
 log = structlog.get_logger(__name__)
@@ -52,8 +55,11 @@ class Runner:
         limits: DispatchLimits,
         clock: Callable[[], datetime],
         on_end: EndHook | None = None,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
         self.command = command
+        self._tracer = tracer
+        self._span: Span | None = None
         self._on_end = on_end
         self._backend = backend
         self._commands = commands
@@ -77,6 +83,25 @@ class Runner:
         self._stop.set()
 
     async def run(self) -> None:
+        """The command's life as one span (queued at its creation, then running, then
+        complete), continuing the submitting request's trace when it was carried here."""
+        cmd = self.command
+        attributes = {
+            "rdev.project": cmd.project_id,
+            "rdev.command.id": cmd.id,
+            "rdev.command.kind": cmd.kind.value,
+        }
+        with self._tracer.span(
+            f"command {cmd.kind.value}",
+            parent=self._tracer.carried(cmd.id),
+            start=cmd.created_at,
+            attributes=attributes,
+        ) as span:
+            self._span = span
+            span.event("running")
+            await self._run()
+
+    async def _run(self) -> None:
         cmd = self.command
         writer = EventWriter(
             cmd.id,
@@ -105,7 +130,7 @@ class Runner:
                     max_retries=self._limits.claude_max_retries,
                 )
             execution = await self._backend.exec(
-                project, cmd.argv, env=env, cwd=cmd.cwd, command_id=cmd.id
+                project, cmd.argv, env=self._env(env), cwd=cmd.cwd, command_id=cmd.id
             )
         except RdevError as e:
             await self._finish(writer, CommandStatus.FAILED, None, (e.code, e.message))
@@ -113,6 +138,12 @@ class Runner:
         # the claim wrote the `running` status (lifecycle.started_event): the log goes on from it
         status, exit_code, error = await self._supervise(execution, writer)
         await self._finish(writer, status, exit_code, error)
+
+    def _env(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The command's environment, with TRACEPARENT when traced: tools inside can continue
+        the trace."""
+        parent = self._tracer.traceparent()
+        return {**env, "TRACEPARENT": parent} if parent else dict(env)
 
     async def _supervise(
         self, execution: Execution, writer: EventWriter
@@ -225,6 +256,11 @@ class Runner:
             claude = await account(
                 self._commands, self.command, self._claude, self._reported, model=self._model
             )
+        if self._span is not None:
+            self._span.set("rdev.command.status", status.value)
+            if exit_code is not None:
+                self._span.set("rdev.command.exit_code", exit_code)
+            self._span.event("complete")
         now = self._clock()
         final = terminal_events(
             self.command.id,

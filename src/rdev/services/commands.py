@@ -36,9 +36,10 @@ from rdev.domain.models import (
     Project,
     Scope,
 )
-from rdev.ports import Backend, CommandFilter, CommandStore, EventLog, Finish
+from rdev.ports import Backend, CommandFilter, CommandStore, EventLog, Finish, Tracer
 from rdev.runtime.dispatcher import Dispatcher
 from rdev.runtime.streams import StreamHub
+from rdev.runtime.tracing import NO_TRACER
 from rdev.services.audit import Actor, AuditService
 from rdev.services.claude_cli import ClaudeCli
 
@@ -86,8 +87,10 @@ class CommandService:
         claude_bin: str,
         claude_cli: ClaudeCli | None = None,
         budget: Callable[[ApiKey, str], Awaitable[None]] | None = None,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
         self._store = store
+        self._tracer = tracer
         self._log = log
         self._hub = hub
         self._backend = backend
@@ -168,6 +171,9 @@ class CommandService:
             request_hash=request_hash,
             on_output_limit=sub.on_output_limit,
         )
+        # the request's trace, for the runner on this replica (before the insert: a claim may
+        # follow it at once)
+        self._tracer.carry(cmd.id)
         # the cap, the position, the insert and its audit entry are one atomic step (QueueFull)
         queued = await self._store.enqueue(
             cmd,

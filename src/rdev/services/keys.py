@@ -34,6 +34,7 @@ class NewKey:
     allowed_ips: Iterable[str] = ()
     expires_at: datetime | None = None
     daily_budget_usd: float | None = None  # Claude spend per UTC day (services/usage.py)
+    rate_limit_rps: float | None = None
 
 
 class AuthFailure(Unauthenticated):
@@ -84,6 +85,7 @@ class KeyService:
             created_at=now,
             created_by=actor.key_id,
             daily_budget_usd=new.daily_budget_usd,
+            rate_limit_rps=policy.check_key_rate(new.rate_limit_rps),
         )
         excess = authority.excess(by, key) if by is not None else None
         if excess is not None:

@@ -17,6 +17,7 @@ from fastapi.security.base import SecurityBase
 from starlette.responses import Response
 
 from rdev.adapters.http.jsonresponse import JSONResponse
+from rdev.adapters.http.ratelimit import KeyRateLimited
 from rdev.adapters.http.schemas import ERROR_CONTENT
 from rdev.adapters.http.state import HttpServices
 from rdev.domain.errors import RateLimited
@@ -85,7 +86,12 @@ async def caller_for(
     key = await _authenticate(request, svc, verify)
     request.state.key_id = key.id  # for the audit of a refusal (errors.py)
     svc.keys.authorize(key, scope, client_ip=request.state.client_ip)
-    await svc.limits.check_key(key.id)
+    try:
+        quota = await svc.limits.check_key(key.id, key.rate_limit_rps)
+    except KeyRateLimited as over:
+        request.state.ratelimit = over.quota.headers()  # the 429 announces the policy too
+        raise
+    request.state.ratelimit = quota.headers()  # added to the response by EdgeMiddleware
     return Caller(key=key, actor=actor_of(request, key))
 
 
@@ -124,7 +130,21 @@ KEY_ERRORS: dict[int | str, dict[str, Any]] = {
         ),
         "content": ERROR_CONTENT,
         "headers": {
-            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}},
+            "RateLimit-Policy": {
+                "description": (
+                    'The key\'s budget, e.g. `"key";q=20;w=2` (q requests in any w seconds; '
+                    "draft-ietf-httpapi-ratelimit-headers). On every authenticated response."
+                ),
+                "schema": {"type": "string"},
+            },
+            "RateLimit": {
+                "description": (
+                    'What is left of it, e.g. `"key";r=0;t=1` (r requests; t seconds until the '
+                    "window frees one). On every authenticated response."
+                ),
+                "schema": {"type": "string"},
+            },
         },
     },
     503: {

@@ -126,7 +126,12 @@ class EdgeMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", ()), rid_header]
+                # the key's RateLimit headers, when the request was authenticated (deps.py)
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    rid_header,
+                    *state.get("ratelimit", ()),
+                ]
             await send(message)
 
         invalid = url_text_errors(scope)

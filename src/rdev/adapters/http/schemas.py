@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from rdev.domain import claude_outcome, policy, text
 from rdev.domain.models import ApiKey, AuditEntry, Command, CommandKind, IssuedKey, Project
+from rdev.domain.policy import MAX_KEY_RATE_LIMIT_RPS
 from rdev.runtime.claude_usage import cost_view
 
 Strict = ConfigDict(extra="forbid")
@@ -65,6 +66,13 @@ class KeyCreate(BaseModel):
         description="Claude spend per UTC day past which its Claude commands are refused "
         "(docs/claude-cost.md); null: the server's default",
     )
+    rate_limit_rps: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_KEY_RATE_LIMIT_RPS,
+        strict=True,
+        description="The key's own rate limit in requests per second; null: the server's",
+    )
 
 
 # Every error's body as `errors.envelope` builds it, for OpenAPI. Inline rather than a model:
@@ -112,6 +120,7 @@ def key_view(key: ApiKey) -> dict[str, Any]:
         "revoked_at": _ts(key.revoked_at),
         "last_used_at": _ts(key.last_used_at),
         "daily_budget_usd": key.daily_budget_usd,
+        "rate_limit_rps": key.rate_limit_rps,
     }
 
 
@@ -127,6 +136,7 @@ def issued_view(issued: IssuedKey) -> dict[str, Any]:
         "expires_at": view["expires_at"],
         "created_at": view["created_at"],
         "daily_budget_usd": view["daily_budget_usd"],
+        "rate_limit_rps": view["rate_limit_rps"],
     }
 
 

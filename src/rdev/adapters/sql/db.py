@@ -66,6 +66,10 @@ class Database:
 
     is_sqlite: bool
 
+    def engines(self) -> list[Engine]:
+        """The engines statements run on (for tracing's statement spans)."""
+        raise NotImplementedError
+
     async def read(self, op: Op[T]) -> T:
         raise NotImplementedError
 
@@ -160,6 +164,9 @@ class PostgresDatabase(Database):
             connect_args={"connect_timeout": _CONNECT_TIMEOUT},
         )
         _ping_when_idle(self.engine, ping_after_idle)
+
+    def engines(self) -> list[Engine]:
+        return [self.engine.sync_engine]
 
     async def read(self, op: Op[T]) -> T:
         """In autocommit: at READ COMMITTED, PostgreSQL's default, each statement sees its own
@@ -267,6 +274,9 @@ class SqliteDatabase(Database):
         self._last_checkpoint = time.monotonic()
         self._checkpointing: asyncio.Task[None] | None = None
         self._checkpoints = not memory
+
+    def engines(self) -> list[Engine]:
+        return list(dict.fromkeys([self._inline, self._threaded]))
 
     def _inline_conn(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:

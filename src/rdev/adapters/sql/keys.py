@@ -30,6 +30,7 @@ def _row_to_key(row: Any) -> ApiKey:
         last_used_at=utc(row.last_used_at),
         created_by=row.created_by,
         daily_budget_usd=row.daily_budget_usd,
+        rate_limit_rps=row.rate_limit_rps,
     )
 
 
@@ -51,6 +52,7 @@ class SqlKeyStore:
             revoked_at=utc(key.revoked_at),
             created_by=key.created_by,
             daily_budget_usd=key.daily_budget_usd,
+            rate_limit_rps=key.rate_limit_rps,
         )
         outbox = self._outbox
 

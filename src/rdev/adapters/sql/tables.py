@@ -38,6 +38,7 @@ api_keys = Table(
     Column("last_used_at", TS),
     Column("created_by", String(32)),
     Column("daily_budget_usd", Float),  # Claude spend per UTC day; None: the server default
+    Column("rate_limit_rps", Float),
 )
 
 commands = Table(

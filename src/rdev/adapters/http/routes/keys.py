@@ -27,6 +27,7 @@ async def create_key(
             allowed_ips=body.allowed_ips,
             expires_at=body.expires_at,
             daily_budget_usd=body.daily_budget_usd,
+            rate_limit_rps=body.rate_limit_rps,
         ),
         actor=caller.actor,
         by=caller.key,
