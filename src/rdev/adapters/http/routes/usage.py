@@ -10,6 +10,8 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse
 
 from rdev.adapters.http.deps import CommandsRead, Services, ok
+from rdev.adapters.http.documented import KeyId, ProjectId
+from rdev.adapters.http.responses import KeyUsageResponse, ProjectUsageResponse
 from rdev.services.usage import Report
 
 router = APIRouter(tags=["usage"])
@@ -43,18 +45,22 @@ def _view(report: Report, **subject: str) -> dict[str, Any]:
     }
 
 
-@router.get("/projects/{project_id}/usage", operation_id="project_usage")
+@router.get(
+    "/projects/{project_id}/usage",
+    operation_id="project_usage",
+    response_model=ProjectUsageResponse,
+)
 async def project_usage(
-    project_id: str, request: Request, caller: CommandsRead, svc: Services,
+    project_id: ProjectId, request: Request, caller: CommandsRead, svc: Services,
     first: From = None, last: To = None,
 ) -> JSONResponse:  # fmt: skip
     report = await svc.usage.for_project(caller.key, project_id, first=first, last=last)
     return ok(_view(report, project=project_id), request)
 
 
-@router.get("/keys/{key_id}/usage", operation_id="key_usage")
+@router.get("/keys/{key_id}/usage", operation_id="key_usage", response_model=KeyUsageResponse)
 async def key_usage(
-    key_id: str, request: Request, caller: CommandsRead, svc: Services,
+    key_id: KeyId, request: Request, caller: CommandsRead, svc: Services,
     first: From = None, last: To = None,
 ) -> JSONResponse:  # fmt: skip
     report = await svc.usage.for_key(caller.key, key_id, first=first, last=last)
