@@ -243,9 +243,34 @@ class Check(_View):
     error: str | None = _d("Why not (absent when it passed)", default=None)
 
 
+class ClaudeProbe(_View):
+    found: bool = _d("Whether `--version` answered", True)
+    version: str | None = _d("What it answered, or null", "2.1.197 (Claude Code)")
+    error: str | None = _d("Why it was not found, or null", None)
+
+
+class ClaudeReport(_View):
+    """`services/claude_cli.report`: what is known of the Claude CLI (never a reason to be
+    unready)."""
+
+    binary: str = _d("The CLI it runs (RDEV_CLAUDE_BIN)", "claude")
+    per_project: bool = _d("Whether it is checked per project (Kubernetes) or once", False)
+    found: bool | None = _d(
+        "Once: whether `--version` answered (absent: not checked yet)", True, default=None
+    )
+    version: str | None = _d("Once: what it answered", "2.1.197 (Claude Code)", default=None)
+    error: str | None = _d("Once: why it was not found", default=None)
+    projects: dict[str, ClaudeProbe] | None = _d(
+        "Per project: what is known of each project already checked", default=None
+    )
+
+
 class Ready(_View):
     status: Literal["ready"] = _d("Every check passed", "ready")
     checks: dict[str, Check] = _d("Each check by name", {"database": {"ok": True}})
+    claude: ClaudeReport | None = _d(
+        "The Claude CLI, where commands run (absent without one configured)", default=None
+    )
 
 
 class ReadyResponse(BaseModel):

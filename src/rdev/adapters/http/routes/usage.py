@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BeforeValidator
 from starlette.responses import JSONResponse
 
 from rdev.adapters.http.deps import CommandsRead, Services, ok
@@ -15,8 +17,19 @@ from rdev.adapters.http.responses import KeyUsageResponse, ProjectUsageResponse
 from rdev.services.usage import Report
 
 router = APIRouter(tags=["usage"])
-From = Annotated[date | None, Query(alias="from", description="first UTC day (default: to - 29)")]
-To = Annotated[date | None, Query(alias="to", description="last UTC day (default: today)")]
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_day(value: object) -> object:
+    """A day as YYYY-MM-DD only: pydantic would also take a number, as a Unix time."""
+    if isinstance(value, str) and not _DAY.fullmatch(value):
+        raise ValueError("a day is YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date | None, BeforeValidator(_iso_day)]
+From = Annotated[Day, Query(alias="from", description="first UTC day (default: to - 29)")]
+To = Annotated[Day, Query(alias="to", description="last UTC day (default: today)")]
 _FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
 
 
