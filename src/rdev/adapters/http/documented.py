@@ -102,7 +102,11 @@ PROJECTS: dict[int | str, dict[str, Any]] = {
     }
 }  # fmt: skip
 ONE_COMMAND: dict[int | str, dict[str, Any]] = {
-    200: {"model": CommandResponse, "description": "The command."}
+    200: {
+        "model": CommandResponse,
+        "description": "The command.",
+        "links": _links("/data/command_id", project=None),
+    }
 }
 COMMAND_PAGE: dict[int | str, dict[str, Any]] = {
     200: {
