@@ -6,7 +6,7 @@ and examples on fields. And the view functions build exactly what the models doc
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 import pytest
@@ -15,9 +15,14 @@ from pydantic import BaseModel
 from rdev.adapters.http import codes, responses
 from rdev.adapters.http.app import create_app
 from rdev.adapters.http.openapi import operations
+from rdev.adapters.http.routes import usage, webhooks
 from rdev.adapters.http.schemas import audit_view, issued_view, key_view, project_view
 from rdev.adapters.http.state import HttpServices
+from rdev.domain.claude_env import ClaudeEnv
 from rdev.domain.models import ApiKey, AuditEntry, IssuedKey, Project, ProjectStatus, Scope
+from rdev.domain.usage import Tokens, UsageRow
+from rdev.domain.webhooks import Attempt, Delivery, DeliveryStatus, Webhook, WebhookEvent
+from rdev.services.usage import Report
 
 # Operations anyone may call, without a key. Add one here only on purpose.
 PUBLIC = {("get", "/health"), ("get", "/ready")}
@@ -148,6 +153,20 @@ KEY = ApiKey(
     id="k1a2b3c4d5e6", name="ci", secret_hash="x", scopes=frozenset({Scope.PROJECTS_READ}),
     created_at=NOW, projects=frozenset({"demo"}), allowed_ips=("10.0.0.0/8",), expires_at=NOW,
 )  # fmt: skip
+HOOK = Webhook(
+    id="wh_0123456789abcdef0123", owner_key_id=KEY.id, url="https://hooks.example.com/rdev",
+    events=frozenset({WebhookEvent.COMMAND_COMPLETED, WebhookEvent.KEY_CREATED}),
+    projects=frozenset({"demo"}), description="ci", enabled=False, created_at=NOW,
+    updated_at=NOW, failing_since=NOW, disabled_reason="failing",
+)  # fmt: skip
+DELIVERY = Delivery(
+    id="msg_0123456789abcdef01234567", webhook_id=HOOK.id, event=WebhookEvent.PING,
+    payload="{}", status=DeliveryStatus.PENDING, created_at=NOW, next_attempt_at=NOW,
+    attempts=(Attempt(NOW, 500, 12, "HTTP 500", "oops"), Attempt(NOW, None, 3, "timeout", "")),
+)  # fmt: skip
+DAY = date(2026, 1, 2)
+REPORT = Report(DAY, DAY, [UsageRow(DAY, "claude-sonnet-4-5", 0.5, Tokens(1, 2, 3, 4), 2)])
+EMPTY = Report(DAY, DAY, [])
 
 
 @pytest.mark.parametrize(
@@ -157,12 +176,21 @@ KEY = ApiKey(
         (issued_view(IssuedKey(key=KEY, secret="rdev_sk_k1a2b3c4d5e6_" + "s" * 43)),
          responses.IssuedKeyView),
         (project_view(Project(id="demo", status=ProjectStatus.RUNNING)), responses.ProjectView),
+        (project_view(Project(id="demo", status=ProjectStatus.FAILED, status_reason="down",
+                              claude_env=ClaudeEnv({"B": "s", "A": "t"}), max_concurrent=2)),
+         responses.ProjectView),
         (audit_view(AuditEntry(id=1, at=NOW, action="command.submit", details={"a": 1})),
          responses.AuditView),
+        (webhooks.webhook_view(HOOK), responses.WebhookView),
+        (webhooks.webhook_view(HOOK) | {"secret": "whsec_x"}, responses.CreatedWebhookView),
+        (webhooks.delivery_view(DELIVERY), responses.DeliveryView),
+        (usage._view(REPORT, project="demo"), responses.ProjectUsageView),
+        (usage._view(EMPTY, key_id=KEY.id), responses.KeyUsageView),
     ],
-    ids=["key", "issued", "project", "audit"],
+    ids=["key", "issued", "project", "project-env", "audit", "webhook", "created-webhook",
+         "delivery", "project-usage", "key-usage"],
 )  # fmt: skip
 def test_each_view_is_what_its_model_documents(
     view: dict[str, Any], model: type[BaseModel]
 ) -> None:
-    assert model.model_validate(view).model_dump(mode="json") == view
+    assert model.model_validate(view).model_dump(mode="json", by_alias=True) == view

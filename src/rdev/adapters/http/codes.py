@@ -36,6 +36,10 @@ ADVICE: dict[str, tuple[str, str]] = {
                          "Fix the named field; see the operation's schema in /openapi.json."),
     "COMMAND_REJECTED": ("The command is refused by policy (an option, a path, a setting).",
                          "Change the command; `message` says what is refused and why."),
+    "WEBHOOK_URL_REFUSED": ("The webhook URL is outside the SSRF policy: not https, malformed, "
+                            "with credentials, unresolvable, or reaching a non-public address.",
+                            "Use a public https URL; `details.reason` says why (for an address, "
+                            "`details.class` its kind; docs/webhooks.md)."),
     "CONFLICT": ("The request conflicts with the resource's current state.",
                  "Read the resource again and retry if it still applies."),
     "ALREADY_EXISTS": ("Something of that name already exists.",
@@ -49,6 +53,10 @@ ADVICE: dict[str, tuple[str, str]] = {
                    "Wait for commands to finish (Retry-After), or cancel some."),
     "RATE_LIMITED": ("Too many requests for this key, or too many failed authentications.",
                      "Wait the Retry-After seconds; slow down."),
+    "BUDGET_EXCEEDED": ("A daily Claude budget, the key's or the project's, is spent; "
+                        "`details` names it, its limit, today's spend and `resets_at`.",
+                        "Wait for the reset at the next UTC midnight (Retry-After), or ask for "
+                        "a larger budget (docs/claude-cost.md)."),
     "TOO_MANY_STREAMS": ("The key holds as many open event streams as it may.",
                          "Close streams you no longer read, then retry after Retry-After."),
     "UNAVAILABLE": ("A service rdev needs is unavailable.", "Retry after a while."),
@@ -56,6 +64,10 @@ ADVICE: dict[str, tuple[str, str]] = {
                    "Retry after Retry-After seconds, here or on another replica."),
     "BACKEND_UNAVAILABLE": ("The backend (Kubernetes API, or the pod) cannot be reached.",
                             "Retry later; operators: see docs/deploy.md troubleshooting."),
+    "CLAUDE_UNAVAILABLE": ("The Claude CLI is not where the command would run (not installed, "
+                           "or it does not answer `--version`); nothing was queued.",
+                           "Install Claude Code there or set RDEV_CLAUDE_BIN (docs/claude.md); "
+                           "`message` says how."),
     "DATABASE_UNAVAILABLE": ("The database cannot be reached; nothing was decided.",
                              "Retry after Retry-After seconds; the request is safe to repeat."),
     "SHUTTING_DOWN": ("This replica is shutting down.",

@@ -19,6 +19,12 @@ ProjectId = Annotated[str, Path(description="The project's id", examples=["demo"
 KeyId = Annotated[str, Path(description="The key's id", examples=["k1a2b3c4d5e6"])]
 ItemName = Annotated[str, Path(description="The item's name", examples=["review"])]
 CommandId = Annotated[str, Path(description="The command's id", examples=["cmd_3f2a9c4b5d6e7f80"])]
+WebhookId = Annotated[
+    str, Path(description="The webhook's id", examples=["wh_0123456789abcdef0123"])
+]
+DeliveryId = Annotated[
+    str, Path(description="The delivery's id", examples=["msg_0123456789abcdef01234567"])
+]
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -96,7 +102,11 @@ PROJECTS: dict[int | str, dict[str, Any]] = {
     }
 }  # fmt: skip
 ONE_COMMAND: dict[int | str, dict[str, Any]] = {
-    200: {"model": CommandResponse, "description": "The command."}
+    200: {
+        "model": CommandResponse,
+        "description": "The command.",
+        "links": _links("/data/command_id", project=None),
+    }
 }
 COMMAND_PAGE: dict[int | str, dict[str, Any]] = {
     200: {

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rdev.domain.models import CommandStatus, ProjectStatus, Scope
+from rdev.domain.webhooks import DeliveryStatus, WebhookEvent
 from rdev.services.claude_config import ConfigType
 
 _TS = "An ISO 8601 timestamp with its UTC offset"
@@ -117,6 +118,10 @@ class ProjectView(_View):
     )
     max_concurrent_commands: int | None = _d(
         "Its commands that run at once; null: CONCURRENT_COMMANDS", 5, ge=1
+    )
+    claude_env: list[str] = _d(
+        "The names of the variables its claude commands get (the values are secrets: never shown)",
+        ["ANTHROPIC_API_KEY"],
     )
 
 
@@ -238,9 +243,34 @@ class Check(_View):
     error: str | None = _d("Why not (absent when it passed)", default=None)
 
 
+class ClaudeProbe(_View):
+    found: bool = _d("Whether `--version` answered", True)
+    version: str | None = _d("What it answered, or null", "2.1.197 (Claude Code)")
+    error: str | None = _d("Why it was not found, or null", None)
+
+
+class ClaudeReport(_View):
+    """`services/claude_cli.report`: what is known of the Claude CLI (never a reason to be
+    unready)."""
+
+    binary: str = _d("The CLI it runs (RDEV_CLAUDE_BIN)", "claude")
+    per_project: bool = _d("Whether it is checked per project (Kubernetes) or once", False)
+    found: bool | None = _d(
+        "Once: whether `--version` answered (absent: not checked yet)", True, default=None
+    )
+    version: str | None = _d("Once: what it answered", "2.1.197 (Claude Code)", default=None)
+    error: str | None = _d("Once: why it was not found", default=None)
+    projects: dict[str, ClaudeProbe] | None = _d(
+        "Per project: what is known of each project already checked", default=None
+    )
+
+
 class Ready(_View):
     status: Literal["ready"] = _d("Every check passed", "ready")
     checks: dict[str, Check] = _d("Each check by name", {"database": {"ok": True}})
+    claude: ClaudeReport | None = _d(
+        "The Claude CLI, where commands run (absent without one configured)", default=None
+    )
 
 
 class ReadyResponse(BaseModel):
@@ -257,4 +287,150 @@ class StreamTokenView(_View):
 
 class StreamTokenResponse(BaseModel):
     data: StreamTokenView
+    meta: Meta
+
+
+_WEBHOOK_ID = "wh_0123456789abcdef0123"
+_SECRET = (
+    "The signing secret (`whsec_…`), shown only here: verify each delivery's signature with it"
+)
+
+
+class WebhookView(_View):
+    """`routes/webhooks.webhook_view`, field for field."""
+
+    id: str = _d("The webhook's id", _WEBHOOK_ID)
+    url: str = _d("Where deliveries are POSTed", "https://hooks.example.com/rdev")
+    events: list[WebhookEvent] = _d("The events it receives", ["command.completed"])
+    projects: list[str] = _d("The projects whose command events it receives; empty: all", [])
+    description: str = _d("What it is for", "CI notifications", max_length=500)
+    enabled: bool = _d("Whether deliveries are sent", True)
+    disabled_reason: str | None = _d("Why it is disabled (`by_request`, `failing`), or null", None)
+    failing_since: str | None = _d(f"Since when its deliveries fail, or null. {_TS}", None)
+    owner_key_id: str = _d("The key that owns it", _KEY_ID)
+    created_at: str = _d(f"When it was made. {_TS}")
+    updated_at: str = _d(f"When it was last changed. {_TS}")
+
+
+class CreatedWebhookView(WebhookView):
+    """`webhook_view` and the secret (POST /webhooks)."""
+
+    secret: str = _d(_SECRET, "whsec_" + "A" * 43 + "=")
+
+
+class WebhookResponse(BaseModel):
+    data: WebhookView
+    meta: Meta
+
+
+class CreatedWebhookResponse(BaseModel):
+    data: CreatedWebhookView
+    meta: Meta
+
+
+class WebhookList(BaseModel):
+    data: list[WebhookView] = _d("The webhooks this key may manage")
+    meta: Meta
+
+
+class DeletedWebhook(_View):
+    id: str = _d("The webhook's id", _WEBHOOK_ID)
+    deleted: Literal[True] = _d("Always true", True)
+
+
+class DeletedWebhookResponse(BaseModel):
+    data: DeletedWebhook
+    meta: Meta
+
+
+class WebhookSecret(_View):
+    id: str = _d("The webhook's id", _WEBHOOK_ID)
+    secret: str = _d(
+        "The new signing secret (`whsec_…`), shown only here: later attempts are signed with it",
+        "whsec_" + "A" * 43 + "=",
+    )
+
+
+class WebhookSecretResponse(BaseModel):
+    data: WebhookSecret
+    meta: Meta
+
+
+class AttemptView(_View):
+    at: str = _d(f"When it was made. {_TS}")
+    status_code: int | None = _d("The endpoint's HTTP status, or null (no answer)", 200)
+    latency_ms: int = _d("How long it took", 120, ge=0)
+    error: str | None = _d(
+        "Why it failed (`timeout`, `HTTP 500`, `refused: …`, …), or null: it succeeded", None
+    )
+    response_body_prefix: str = _d("The start of the answer's body (its first 512 bytes)", "")
+
+
+class DeliveryView(_View):
+    """`routes/webhooks.delivery_view`, field for field."""
+
+    id: str = _d(
+        "The delivery's id (its `webhook-id` header, the same in every attempt)",
+        "msg_0123456789abcdef01234567",
+    )
+    event: WebhookEvent = _d("The event it carries", "command.completed")
+    status: DeliveryStatus = _d(
+        "`pending` (still tried), `succeeded` (a 2xx answer) or `failed` (given up)", "pending"
+    )
+    created_at: str = _d(f"When it was made. {_TS}")
+    next_attempt_at: str | None = _d(f"When it is tried next, or null. {_TS}")
+    attempts: list[AttemptView] = _d("Its attempts, in order")
+
+
+class DeliveryResponse(BaseModel):
+    data: DeliveryView
+    meta: Meta
+
+
+class DeliveryPage(BaseModel):
+    data: list[DeliveryView] = _d("The webhook's deliveries, newest first")
+    meta: Meta
+
+
+class UsageTotal(_View):
+    cost_usd: float = _d("Claude's cost in USD over the days", 1.25, ge=0)
+    input_tokens: int = _d("Input tokens", 120000, ge=0)
+    output_tokens: int = _d("Output tokens", 34000, ge=0)
+    cache_read_tokens: int = _d("Input tokens read from the prompt cache", 0, ge=0)
+    cache_creation_tokens: int = _d("Input tokens written to the prompt cache", 0, ge=0)
+
+
+class UsageDay(UsageTotal):
+    day: str = _d("The UTC day (YYYY-MM-DD)", "2026-01-02")
+    model: str = _d("The model", "claude-sonnet-4-5")
+    commands: int = _d("Claude commands that used it that day", 3, ge=0)
+
+
+class _Usage(_View):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    first: str = _d("The first UTC day (YYYY-MM-DD)", "2025-12-04", alias="from")
+    last: str = _d("The last UTC day (YYYY-MM-DD)", "2026-01-02", alias="to")
+    total: UsageTotal = _d("The sums over all days and models")
+    days: list[UsageDay] = _d("Cost and tokens per UTC day and model, days with use only")
+
+
+class ProjectUsageView(_Usage):
+    """`routes/usage._view` of a project."""
+
+    project: str = _d("The project", "demo")
+
+
+class KeyUsageView(_Usage):
+    """`routes/usage._view` of a key."""
+
+    key_id: str = _d("The key", _KEY_ID)
+
+
+class ProjectUsageResponse(BaseModel):
+    data: ProjectUsageView
+    meta: Meta
+
+
+class KeyUsageResponse(BaseModel):
+    data: KeyUsageView
     meta: Meta
