@@ -20,17 +20,21 @@ from rdev.adapters.http.app import create_app
 from rdev.adapters.http.capacity import StreamSlots
 from rdev.adapters.http.connections import ConnectionGuard, protocol_class
 from rdev.adapters.http.drain import DrainingServer, InFlight
+from rdev.adapters.http.metrics import MetricsListener, Scrape, queued_by_project
 from rdev.adapters.http.ratelimit import Limits
 from rdev.adapters.http.refusals import RefusalAudit
 from rdev.adapters.http.state import HttpServices
 from rdev.adapters.local.backend import LocalBackend
 from rdev.adapters.local.demo import ensure_demo_project
+from rdev.adapters.metrics import Metrics, TimedEventLog
 from rdev.adapters.sql.store import Store, build_store
 from rdev.clock import utcnow
 from rdev.config import Settings
-from rdev.ports import Backend, Bus
+from rdev.domain.models import Command
+from rdev.ports import Backend, Bus, Finish
 from rdev.runtime.dispatcher import CANCEL_TOPIC, QUEUE_TOPIC, Dispatcher
 from rdev.runtime.limits import DispatchLimits
+from rdev.runtime.runner import EndHook
 from rdev.runtime.streams import EVENTS_TOPIC, StreamHub
 from rdev.services.audit import AuditService
 from rdev.services.claude_config import ClaudeConfigService
@@ -78,6 +82,7 @@ class App:
     services: HttpServices
     http: FastAPI = field(init=False)
     demo: bool = False
+    metrics_listener: MetricsListener | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Task[None] | None = None
 
@@ -88,6 +93,8 @@ class App:
             await asyncio.to_thread(ensure_demo_project, self.settings.workspace_root)
         await self.bus.start()
         await self.dispatcher.start()
+        if self.metrics_listener is not None:
+            await self.metrics_listener.start()
         self._tasks.append(asyncio.create_task(self._prune_forever(), name="event-prune"))
         log.info("rdev.started", backend=self.backend.name, replica=self.settings.replica)
 
@@ -113,6 +120,8 @@ class App:
             task.cancel()
         assert self._stopping is not None
         await self._stopping
+        if self.metrics_listener is not None:
+            await self.metrics_listener.close()
         await self.bus.close()
         await self.services.limits.close()
         await self.backend.close()
@@ -147,11 +156,12 @@ def build(
     backend = backend or build_backend(settings)
     bus = overrides.get("bus") or build_bus(settings)
     replica = settings.replica
+    metrics = overrides.get("metrics") or Metrics(backend=backend.name)
     hub = StreamHub(store.events, bus, replica=replica, buffer_events=settings.sse_buffer_events)
     audit = AuditService(store.audit_log, clock=clock)
     dispatcher = Dispatcher(
         commands=store.commands,
-        log=store.events,
+        log=TimedEventLog(store.events, metrics),
         hub=hub,
         backend=backend,
         bus=bus,
@@ -166,7 +176,7 @@ def build(
             max_output_events=settings.max_output_events,
         ),
         clock=clock,
-        on_end=audit.command_ended,
+        on_end=_both(audit.command_ended, metrics.command_ended),
     )
     readiness = Readiness({"database": store.db.ping, "backend": backend.check})
     limits = Limits(
@@ -204,16 +214,48 @@ def build(
             per_key=settings.max_streams_per_key, per_replica=stream_capacity(settings)
         ),
         heartbeat_seconds=settings.sse_heartbeat_seconds,
+        metrics=metrics,
     )
     app = App(settings, store, backend, bus, hub, dispatcher, services, demo=demo)
+    scrape = build_scrape(settings, metrics, app)
+    if scrape is not None and settings.metrics_port:
+        app.metrics_listener = MetricsListener(
+            scrape, host=settings.metrics_host or settings.host, port=settings.metrics_port
+        )
     app.http = create_app(
         services,
         max_body_bytes=settings.max_body_bytes,
         max_requests_in_flight=settings.max_requests_in_flight,
         trusted_proxies=settings.trusted_proxy_networks,
         lifespan=app.lifespan,
+        scrape=None if settings.metrics_port else scrape,
     )
     return app
+
+
+def _both(first: EndHook, second: EndHook) -> EndHook:
+    async def hook(command: Command, finish: Finish) -> None:
+        try:
+            await first(command, finish)
+        finally:
+            await second(command, finish)
+
+    return hook
+
+
+def build_scrape(settings: Settings, metrics: Metrics, app: App) -> Scrape | None:
+    """What /metrics serves, or None when neither RDEV_METRICS_TOKEN nor RDEV_METRICS_PORT is
+    set: metrics are then off (404), never open to anyone who can reach the API."""
+    if not settings.metrics_token and not settings.metrics_port:
+        return None
+    breaker = getattr(app.backend, "breaker_state", None)  # the Kubernetes backend's
+    return Scrape(
+        metrics,
+        running=app.dispatcher.running_by_project,
+        queued=queued_by_project(app.backend, app.store.commands),
+        breaker=breaker,
+        token=settings.metrics_token,
+    )
 
 
 def connection_budget(settings: Settings) -> int:
@@ -248,7 +290,10 @@ def server_config(app: App, asgi: Any = None, **overrides: Any) -> uvicorn.Confi
         "http": protocol_class(guard),
         "ws": "none",
         "log_level": settings.log_level,
-        "access_log": settings.log_level == "debug",
+        # uvicorn's access line carries the raw path and query (where a careless client may put
+        # a key): off; the edge logs `http.request` at debug instead (adapters/http/metrics.py)
+        "access_log": False,
+        "log_config": None,  # uvicorn's loggers go through logsetup (JSON with RDEV_LOG_FORMAT)
         "lifespan": "on",
         "proxy_headers": False,  # rdev resolves client IPs itself, from RDEV_TRUSTED_PROXIES
         "server_header": False,

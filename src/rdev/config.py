@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     )
     replica_id: str = Field("", validation_alias=_env("RDEV_REPLICA_ID"))
 
+    # -- metrics (issue #11): who may scrape GET /metrics (docs/monitoring.md) --
+    metrics_token: str = Field("", validation_alias=_env("RDEV_METRICS_TOKEN"))
+    metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("RDEV_METRICS_PORT"))
+    metrics_host: str = Field("", validation_alias=_env("RDEV_METRICS_HOST"))
+
     @field_validator("trusted_proxies")
     @classmethod
     def _cidrs(cls, value: str) -> str:
