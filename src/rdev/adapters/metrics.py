@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from rdev.domain.models import Command, Event
 from rdev.ports import EventLog, Finish
@@ -63,6 +63,7 @@ class Metrics:
     def __init__(self, *, version: str = "0.1.0", backend: str = "local") -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
+        ProcessCollector(registry=r)  # process_*: memory, CPU, open descriptors (read at scrape)
         self.commands = Counter(
             "rdev_commands", "Commands ended by this replica.",
             ["project", "type", "status"], registry=r,
