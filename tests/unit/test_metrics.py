@@ -118,3 +118,22 @@ def test_each_metrics_has_its_own_registry() -> None:
     a.events_sent(5)
     assert _series(a, "rdev_sse_events_sent_total") == {frozenset(): 5}
     assert _series(b, "rdev_sse_events_sent_total") == {frozenset(): 0}
+
+
+def test_request_durations_are_cumulative_buckets_with_count_and_sum() -> None:
+    m = Metrics()
+    for seconds in (0.001, 0.0005, 0.003, 20.0):  # 0.001 sits on a bound: le is inclusive
+        m.request_done("/health", "GET", 200, seconds)
+    m.request_done("unmatched", "other", 404, 0.2)
+    labels = {("endpoint", "/health"), ("method", "GET"), ("status", "200")}
+    buckets = {
+        dict(k)["le"]: v
+        for k, v in _series(m, "rdev_api_request_duration_seconds_bucket").items()
+        if labels <= k
+    }
+    assert buckets["0.001"] == 2 and buckets["0.0025"] == 2 and buckets["0.005"] == 3
+    assert buckets["10.0"] == 3 and buckets["+Inf"] == 4
+    assert _series(m, "rdev_api_request_duration_seconds_count")[frozenset(labels)] == 4
+    assert _series(m, "rdev_api_request_duration_seconds_sum")[frozenset(labels)] == 20.0045
+    other = {("endpoint", "unmatched"), ("method", "other"), ("status", "404")}
+    assert _series(m, "rdev_api_request_duration_seconds_count")[frozenset(other)] == 1

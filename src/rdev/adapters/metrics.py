@@ -12,19 +12,24 @@ project existed when it was submitted) or from the backend's project list; free-
 from outside (webhook outcomes, Claude models, token kinds, auth-failure reasons) pass through
 an allow-list or a capped set (`Bounded`) and otherwise become "other".
 
-Hot paths keep a labelled child per label tuple in a plain dict (`labels()` takes a lock and
-builds a tuple each call), and streams count events per batch, not per event."""
+Hot paths stay cheap: request durations go into `LoopHistogram` (plain lists, no lock: it is
+only touched from the event loop, which also renders the scrape; prometheus_client's Histogram
+takes a lock per bucket and per sum, about 1 us a request), the streams gauge keeps a child
+per project in a dict, and streams count events per batch, not per event."""
 
 from __future__ import annotations
 
 import platform
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from bisect import bisect_left
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 from rdev.domain.models import Command, Event
 from rdev.ports import EventLog, Finish
@@ -59,6 +64,33 @@ class Bounded:
         return value
 
 
+class LoopHistogram(Collector):
+    """A labelled histogram for the event loop's thread only: observe is a bisect and two
+    additions, and the scrape (on the same loop) renders the cumulative buckets."""
+
+    def __init__(self, name: str, doc: str, labels: Sequence[str], buckets: Sequence[float]):
+        self._name, self._doc, self._labels = name, doc, list(labels)
+        self._bounds = list(buckets)
+        self._series: dict[tuple[str, ...], list[float]] = {}  # counts per bucket, +Inf, sum
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = [0.0] * (len(self._bounds) + 2)
+        series[bisect_left(self._bounds, value)] += 1
+        series[-1] += value
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self._name, self._doc, labels=self._labels)
+        for labels, series in list(self._series.items()):
+            running, buckets = 0.0, []
+            for bound, count in zip([*map(str, self._bounds), "+Inf"], series, strict=False):
+                running += count
+                buckets.append((bound, running))
+            family.add_metric(list(labels), buckets, series[-1])
+        yield family
+
+
 class Metrics:
     def __init__(self, *, version: str = "0.1.0", backend: str = "local") -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -78,11 +110,12 @@ class Metrics:
         self.auth_failures = Counter(
             "rdev_auth_failures", "Failed authentications, by reason.", ["reason"], registry=r
         )
-        self.request_duration = Histogram(
+        self.request_duration = LoopHistogram(
             "rdev_api_request_duration_seconds",
             "Time to the response's start, by route template, method and status.",
-            ["endpoint", "method", "status"], buckets=REQUEST_BUCKETS, registry=r,
+            ["endpoint", "method", "status"], REQUEST_BUCKETS,
         )  # fmt: skip
+        r.register(self.request_duration)
         self.queue_depth = Gauge(
             "rdev_queue_depth", "Queued commands per project (database-wide).",
             ["project"], registry=r,
@@ -121,7 +154,7 @@ class Metrics:
         )  # fmt: skip
         build.labels(version, platform.python_version(), backend).set(1)
         self._model = Bounded(50, _MODEL)
-        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._requests: dict[tuple[str, str, int], tuple[str, str, str]] = {}
         self._streams: dict[str, Any] = {}
         self._sse = self.sse_events
 
@@ -129,12 +162,10 @@ class Metrics:
 
     def request_done(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         key = (endpoint, method, status)
-        child = self._requests.get(key)
-        if child is None:
-            child = self._requests[key] = self.request_duration.labels(
-                endpoint, method, str(status)
-            )
-        child.observe(seconds)
+        labels = self._requests.get(key)
+        if labels is None:
+            labels = self._requests[key] = (endpoint, method, str(status))
+        self.request_duration.observe(labels, seconds)
 
     def stream_opened(self, project: str) -> None:
         child = self._streams.get(project)

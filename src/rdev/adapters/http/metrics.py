@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -137,6 +138,8 @@ class RequestMetrics:
         self._done = metrics.request_done
         self._routes = routes
         self._templates: dict[int, str] | None = None
+        # decided once (logsetup ran before the app was built): a filtered call still costs ~1 us
+        self._log_requests = logging.getLogger("rdev").isEnabledFor(logging.DEBUG)
 
     def _endpoint(self, scope: Scope) -> str:
         route = scope.get("route")  # FastAPI routes
@@ -177,6 +180,6 @@ class RequestMetrics:
         endpoint = self._endpoint(scope)
         seconds = time.perf_counter() - started
         self._done(endpoint, method, status, seconds)
-        # instead of uvicorn's access line: the route template, never the raw path and query
-        log.debug("http.request", endpoint=endpoint, method=method, status=status,
-                  ms=round(seconds * 1000, 2))  # fmt: skip
+        if self._log_requests:  # instead of uvicorn's access line: never the raw path or query
+            log.debug("http.request", endpoint=endpoint, method=method, status=status,
+                      ms=round(seconds * 1000, 2))  # fmt: skip
