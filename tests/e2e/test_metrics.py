@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import string
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -132,8 +133,20 @@ async def _when(text_coro: Any, name: str) -> str | None:
     return text if name in text else None
 
 
-async def test_running_queued_and_streaming_gauges_follow_the_commands(launch: Launch) -> None:
-    async with launch(metrics_token=TOKEN, concurrent_commands=1) as rdev:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def own_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database of this test's alone: the queue depth counts every queued command in it."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'metrics.db'}"
+    url: str = request.getfixturevalue("own_pg_url")
+    return url
+
+
+async def test_running_queued_and_streaming_gauges_follow_the_commands(
+    launch: Launch, own_db: str
+) -> None:
+    """On both databases: the queue depth is read from the database at scrape time."""
+    async with launch(metrics_token=TOKEN, concurrent_commands=1, database_url=own_db) as rdev:
         first = await _shell(rdev, ["sleep", "600"])
         await wait_status(rdev.admin, first["command_id"], "running")
         second = await _shell(rdev, ["sleep", "600"])

@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 import structlog
@@ -158,27 +158,26 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        status = 0
+        started = perf_counter()
+        answered = False
 
         async def timed(message: Message) -> None:
-            nonlocal status
-            if status == 0 and message["type"] == "http.response.start":
-                status = message["status"]
-                self._observe(scope, status, started)
+            nonlocal answered
+            if not answered and message["type"] == "http.response.start":
+                answered = True
+                self._observe(scope, message["status"], perf_counter() - started)
             await send(message)
 
         try:
             await self.app(scope, receive, timed)
         finally:
-            if status == 0:  # failed before answering: the server answers 500
-                self._observe(scope, 500, started)
+            if not answered:  # failed before answering: the server answers 500
+                self._observe(scope, 500, perf_counter() - started)
 
-    def _observe(self, scope: Scope, status: int, started: float) -> None:
+    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
         method = scope["method"]
         method = method if method in METHODS else OTHER
         endpoint = self._endpoint(scope)
-        seconds = time.perf_counter() - started
         self._done(endpoint, method, status, seconds)
         if self._log_requests:  # instead of uvicorn's access line: never the raw path or query
             log.debug("http.request", endpoint=endpoint, method=method, status=status,
