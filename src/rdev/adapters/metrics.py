@@ -12,10 +12,11 @@ project existed when it was submitted) or from the backend's project list; free-
 from outside (webhook outcomes, Claude models, token kinds, auth-failure reasons) pass through
 an allow-list or a capped set (`Bounded`) and otherwise become "other".
 
-Hot paths stay cheap: request durations go into `LoopHistogram` (plain lists, no lock: it is
-only touched from the event loop, which also renders the scrape; prometheus_client's Histogram
-takes a lock per bucket and per sum, about 1 us a request), the streams gauge keeps a child
-per project in a dict, and streams count events per batch, not per event."""
+Hot paths stay cheap: request durations, event-log writes and SSE events go into `LoopHistogram`
+and `LoopCounter` (plain lists and ints, no lock: they are only touched from the event loop,
+which also renders the scrape; prometheus_client's Histogram takes a lock per bucket and per
+sum, about 1 us an observation), the streams gauge keeps a child per project in a dict, and
+streams count events per batch, not per event."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from rdev.domain.models import Command, Event
@@ -91,6 +92,17 @@ class LoopHistogram(Collector):
         yield family
 
 
+class LoopCounter(Collector):
+    """A counter without labels for the event loop's thread only: a plain integer."""
+
+    def __init__(self, name: str, doc: str) -> None:
+        self._name, self._doc = name, doc
+        self.value = 0
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._doc, value=self.value)
+
+
 class Metrics:
     def __init__(self, *, version: str = "0.1.0", backend: str = "local") -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -124,13 +136,15 @@ class Metrics:
             "rdev_running_commands", "Commands running on this replica, per project.",
             ["project"], registry=r,
         )  # fmt: skip
-        self.event_write = Histogram(
+        self.event_write = LoopHistogram(
             "rdev_event_log_write_seconds", "Time to write one batch of events to the log.",
-            buckets=WRITE_BUCKETS, registry=r,
+            (), WRITE_BUCKETS,
         )  # fmt: skip
-        self.sse_events = Counter(
-            "rdev_sse_events_sent", "Events sent to SSE clients by this replica.", registry=r
+        r.register(self.event_write)
+        self.sse_events = LoopCounter(
+            "rdev_sse_events_sent", "Events sent to SSE clients by this replica."
         )
+        r.register(self.sse_events)
         self.webhook_deliveries = Counter(
             "rdev_webhook_deliveries", "Webhook delivery attempts, by outcome.",
             ["outcome"], registry=r,
@@ -156,7 +170,6 @@ class Metrics:
         self._model = Bounded(50, _MODEL)
         self._requests: dict[tuple[str, str, int], tuple[str, str, str]] = {}
         self._streams: dict[str, Any] = {}
-        self._sse = self.sse_events
 
     # -- the edge and the streams (hot: cached children, no labels() per call) --
 
@@ -177,7 +190,7 @@ class Metrics:
         self._streams[project].dec()
 
     def events_sent(self, count: int) -> None:
-        self._sse.inc(count)
+        self.sse_events.value += count
 
     def auth_failed(self, reason: str) -> None:
         self.auth_failures.labels(reason if reason in AUTH_REASONS else OTHER).inc()
@@ -238,7 +251,7 @@ class TimedEventLog:
         try:
             await self._inner.append(events)
         finally:
-            self._observe(time.perf_counter() - started)
+            self._observe((), time.perf_counter() - started)
 
     async def read(
         self, command_id: str, *, after: int, limit: int, decode: bool = True
