@@ -289,7 +289,7 @@ async def start_replica(env: dict[str, str], *, cwd: Path, stderr: Any = None) -
     import sys
 
     port = free_port()
-    full_env = {**os.environ, **env, "PORT": str(port), "RDEV_LOG_LEVEL": "warning"}
+    full_env = {**os.environ, "RDEV_LOG_LEVEL": "warning", **env, "PORT": str(port)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rdev", "serve", "--host", "127.0.0.1", env=full_env, cwd=cwd,
         stdout=asyncio.subprocess.DEVNULL, stderr=stderr,

@@ -23,12 +23,14 @@ from rdev.adapters.http.browser import redact_access_log
 from rdev.adapters.http.capacity import StreamSlots
 from rdev.adapters.http.connections import ConnectionGuard, protocol_class
 from rdev.adapters.http.drain import DrainingServer, InFlight
+from rdev.adapters.http.metrics import MetricsListener, Scrape, queued_by_project
 from rdev.adapters.http.ratelimit import Limits
 from rdev.adapters.http.refusals import RefusalAudit
 from rdev.adapters.http.state import HttpServices
 from rdev.adapters.local.backend import LocalBackend
 from rdev.adapters.local.claude_probe import claude_version
 from rdev.adapters.local.demo import ensure_demo_project
+from rdev.adapters.metrics import Metrics, TimedEventLog
 from rdev.adapters.otel import setup as otel_setup
 from rdev.adapters.sql.store import Store, build_store
 from rdev.adapters.webhooks.build import build_webhooks
@@ -36,9 +38,11 @@ from rdev.adapters.webhooks.worker import WEBHOOKS_TOPIC, DeliveryWorker
 from rdev.clock import utcnow
 from rdev.config import Settings
 from rdev.domain.claude_env import ClaudeEnv, parse_names
-from rdev.ports import Backend, Bus, Tracer
+from rdev.domain.models import Command
+from rdev.ports import Backend, Bus, Finish, Tracer
 from rdev.runtime.dispatcher import CANCEL_TOPIC, QUEUE_TOPIC, Dispatcher
 from rdev.runtime.limits import DispatchLimits
+from rdev.runtime.runner import EndHook
 from rdev.runtime.streams import EVENTS_TOPIC, StreamHub
 from rdev.runtime.tracing import NO_TRACER
 from rdev.services.audit import AuditService
@@ -97,6 +101,7 @@ class App:
     demo: bool = False
     tracer_provider: Any = None  # an OpenTelemetry TracerProvider when tracing is on
     owns_tracer_provider: bool = False  # made from OTEL_*: shut down (flushed) at close
+    metrics_listener: MetricsListener | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Task[None] | None = None
 
@@ -108,6 +113,8 @@ class App:
         await self.bus.start()
         await self.dispatcher.start()
         await self.deliveries.start()
+        if self.metrics_listener is not None:
+            await self.metrics_listener.start()
         self._tasks.append(asyncio.create_task(self._prune_forever(), name="event-prune"))
         log.info("rdev.started", backend=self.backend.name, replica=self.settings.replica)
 
@@ -134,6 +141,8 @@ class App:
         assert self._stopping is not None
         await self.deliveries.stop()  # attempts in flight are made again after their lease
         await self._stopping
+        if self.metrics_listener is not None:
+            await self.metrics_listener.close()
         await self.bus.close()
         await self.services.limits.close()
         await self.backend.close()
@@ -177,11 +186,12 @@ def build(
         backend, tracer = _traced(provider, backend, store)
     bus = overrides.get("bus") or build_bus(settings)
     replica = settings.replica
+    metrics = overrides.get("metrics") or Metrics(backend=own_backend.name)
     hub = StreamHub(store.events, bus, replica=replica, buffer_events=settings.sse_buffer_events)
     audit = AuditService(store.audit_log, clock=clock)
     dispatcher = Dispatcher(
         commands=store.commands,
-        log=store.events,
+        log=TimedEventLog(store.events, metrics),
         hub=hub,
         backend=backend,
         bus=bus,
@@ -199,10 +209,12 @@ def build(
             claude_max_retries=settings.claude_max_retries,
         ),
         clock=clock,
-        on_end=audit.command_ended,
+        on_end=_both(audit.command_ended, metrics.command_ended),
         tracer=tracer,
     )
-    webhook_service, deliveries = build_webhooks(settings, store, bus, audit, clock=clock)
+    webhook_service, deliveries = build_webhooks(
+        settings, store, bus, audit, clock=clock, on_outcome=metrics.webhook_delivery
+    )
     readiness = Readiness({"database": store.db.ping, "backend": backend.check})
     limits = Limits(
         rps=settings.rate_limit_rps,
@@ -268,8 +280,14 @@ def build(
             server_secret=settings.stream_token_secret.encode(),
             clock=clock,
         ),
+        metrics=metrics,
     )
     app = App(settings, store, own_backend, bus, hub, dispatcher, services, deliveries, demo=demo)
+    scrape = build_scrape(settings, metrics, app)
+    if scrape is not None and settings.metrics_port:
+        app.metrics_listener = MetricsListener(
+            scrape, host=settings.metrics_host or settings.host, port=settings.metrics_port
+        )
     app.http = create_app(
         services,
         max_body_bytes=settings.max_body_bytes,
@@ -277,6 +295,7 @@ def build(
         trusted_proxies=settings.trusted_proxy_networks,
         cors_origins=settings.cors_origin_list,
         lifespan=app.lifespan,
+        scrape=None if settings.metrics_port else scrape,
     )
     if provider is not None:
         from rdev.adapters.otel.asgi import TracingMiddleware
@@ -297,6 +316,31 @@ def _traced(provider: Any, backend: Backend, store: Store) -> tuple[Backend, Tra
     for engine in store.db.engines():
         sql.instrument(engine, provider, system)
     return TracedBackend(backend, provider), OtelTracer(provider)
+
+
+def _both(first: EndHook, second: EndHook) -> EndHook:
+    async def hook(command: Command, finish: Finish) -> None:
+        try:
+            await first(command, finish)
+        finally:
+            await second(command, finish)
+
+    return hook
+
+
+def build_scrape(settings: Settings, metrics: Metrics, app: App) -> Scrape | None:
+    """What /metrics serves, or None when neither RDEV_METRICS_TOKEN nor RDEV_METRICS_PORT is
+    set: metrics are then off (404), never open to anyone who can reach the API."""
+    if not settings.metrics_token and not settings.metrics_port:
+        return None
+    breaker = getattr(app.backend, "breaker_state", None)  # the Kubernetes backend's
+    return Scrape(
+        metrics,
+        running=app.dispatcher.running_by_project,
+        queued=queued_by_project(app.backend, app.store.commands),
+        breaker=breaker,
+        token=settings.metrics_token,
+    )
 
 
 def connection_budget(settings: Settings) -> int:
@@ -331,7 +375,10 @@ def server_config(app: App, asgi: Any = None, **overrides: Any) -> uvicorn.Confi
         "http": protocol_class(guard),
         "ws": "none",
         "log_level": settings.log_level,
-        "access_log": settings.log_level == "debug",
+        # uvicorn's access line carries the raw path and query (where a careless client may put
+        # a key): off; the edge logs `http.request` at debug instead (adapters/http/metrics.py)
+        "access_log": False,
+        "log_config": None,  # uvicorn's loggers go through logsetup (JSON with RDEV_LOG_FORMAT)
         "lifespan": "on",
         "proxy_headers": False,  # rdev resolves client IPs itself, from RDEV_TRUSTED_PROXIES
         "server_header": False,

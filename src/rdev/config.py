@@ -182,6 +182,19 @@ class Settings(BaseSettings):
         30.0, gt=0, le=3600, validation_alias=_env("RDEV_REDIS_RETRY_SECONDS")
     )
 
+    # -- metrics (issue #11): who may scrape GET /metrics (docs/monitoring.md) --
+    metrics_token: str = Field("", validation_alias=_env("RDEV_METRICS_TOKEN"))
+    metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("RDEV_METRICS_PORT"))
+    metrics_host: str = Field("", validation_alias=_env("RDEV_METRICS_HOST"))
+
+    @model_validator(mode="after")
+    def _metrics_port(self) -> Settings:
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError(
+                "RDEV_METRICS_PORT must differ from PORT (it is a listener of its own)"
+            )
+        return self
+
     @field_validator("trusted_proxies")
     @classmethod
     def _cidrs(cls, value: str) -> str:

@@ -274,7 +274,7 @@ def test_probes_hit_ready_and_health_on_the_container_port(
     rendered: list[dict[str, Any]],
 ) -> None:
     container = _container(rendered)
-    (port,) = container["ports"]
+    port, _metrics = container["ports"]  # the metrics port: test_metrics_are_served_on_...
     assert port["containerPort"] == 8080
     assert "--port" in container["args"]
     assert container["args"][container["args"].index("--port") + 1] == "8080"
@@ -406,8 +406,13 @@ def test_network_policy_limits_ingress_and_egress(rendered: list[dict[str, Any]]
     spec = _one(rendered, "NetworkPolicy", "rdev")["spec"]
     assert spec["podSelector"]["matchLabels"].items() <= _pod_labels(rendered).items()
     assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
-    (ingress,) = spec["ingress"]
+    ingress, scrape = spec["ingress"]
     assert ingress["ports"] == [{"protocol": "TCP", "port": 8080}]
+    # /metrics' own port, from the monitoring namespace only
+    assert scrape["ports"] == [{"protocol": "TCP", "port": 9090}]
+    assert scrape["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
     peers = ingress["from"]
     assert any("namespaceSelector" in p and "podSelector" not in p for p in peers)
     assert {"podSelector": {"matchLabels": {"rdev.orchard9.ai/client": "true"}}} in peers
@@ -425,6 +430,45 @@ def test_network_policy_limits_ingress_and_egress(rendered: list[dict[str, Any]]
             assert "rdev.orchard9.ai/project" not in str(peer)
             if "ipBlock" in peer:
                 ipaddress.ip_network(peer["ipBlock"]["cidr"])
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_metrics_are_served_on_their_own_port_and_the_pods_say_so(
+    rendered: list[dict[str, Any]],
+) -> None:
+    port = int(_config_value(rendered, "RDEV_METRICS_PORT"))
+    assert port != 8080
+    settings = load_settings(RDEV_METRICS_PORT=str(port))
+    assert settings.metrics_port == port
+    ports = {p["name"]: p["containerPort"] for p in _container(rendered)["ports"]}
+    assert ports == {"http": 8080, "metrics": port}
+    annotations = _deployment(rendered)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    # the token, if an operator adds one, belongs in a Secret, never in the ConfigMap
+    assert "RDEV_METRICS_TOKEN" not in _one(rendered, "ConfigMap", "rdev-config")["data"]
+
+
+def test_service_monitor_example_scrapes_the_metrics_port_of_every_pod(
+    base: list[dict[str, Any]],
+) -> None:
+    path = DEPLOY / "examples" / "servicemonitor.example.yaml"
+    service, monitor = yaml.safe_load_all(path.read_text())
+    assert service["kind"] == "Service" and service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"].items() <= _pod_labels(base).items()
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "metrics"
+    assert monitor["kind"] == "ServiceMonitor"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == port["name"] and endpoint["path"] == "/metrics"
+    for kustomization in DEPLOY.rglob("kustomization.yaml"):
+        assert "servicemonitor" not in kustomization.read_text()
 
 
 # ----------------------------------------------------------------------------- example project

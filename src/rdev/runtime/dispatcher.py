@@ -80,6 +80,14 @@ class Dispatcher:
     def running_count(self) -> int:
         return len(self._running)
 
+    def running_by_project(self) -> dict[str, int]:
+        """Commands running on this replica, per project (read when metrics are scraped)."""
+        counts: dict[str, int] = {}
+        for runner in self._running.values():
+            project = runner.command.project_id
+            counts[project] = counts.get(project, 0) + 1
+        return counts
+
     async def start(self) -> None:
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="dispatcher-claim"),

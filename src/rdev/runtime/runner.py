@@ -103,6 +103,8 @@ class Runner:
 
     async def _run(self) -> None:
         cmd = self.command
+        # the runner has a task of its own (Dispatcher._launch): these tag its logs only
+        structlog.contextvars.bind_contextvars(command_id=cmd.id, project=cmd.project_id)
         writer = EventWriter(
             cmd.id,
             last_seq=CLAIMED_LAST_SEQ,

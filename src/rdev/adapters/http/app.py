@@ -13,6 +13,7 @@ from rdev.adapters.http.browser import Cors, TokenGuard
 from rdev.adapters.http.capacity import InFlightLimit
 from rdev.adapters.http.documented import HEALTH_ERRORS, KEYED
 from rdev.adapters.http.lean import lean_routes
+from rdev.adapters.http.metrics import RequestMetrics, Scrape, metrics_route
 from rdev.adapters.http.middleware import EdgeMiddleware
 from rdev.adapters.http.routes import (
     audit,
@@ -38,6 +39,7 @@ def create_app(
     trusted_proxies: tuple[str, ...] = (),
     cors_origins: tuple[str, ...] = (),
     lifespan: Lifespan | None = None,
+    scrape: Scrape | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="rdev",
@@ -57,12 +59,15 @@ def create_app(
     app.include_router(health.router, responses=HEALTH_ERRORS)
     for module in (keys, commands, streams, claude_config, audit, webhooks, usage):
         app.include_router(module.router, responses=KEYED)  # all behind KeyAuth
+    app.router.routes.append(metrics_route(scrape))  # 404 unless served here (metrics.py)
     openapi.install(app, twins)
     app.add_middleware(InFlightLimit, limit=max_requests_in_flight)  # inside the edge
     app.add_middleware(TokenGuard)  # inside the edge: its 401 has the request id
     app.add_middleware(
         EdgeMiddleware, max_body_bytes=max_body_bytes, trusted_proxies=trusted_proxies
     )
+    # outside the edge: every answer is observed once, the edge's own 413/422 included
+    app.add_middleware(RequestMetrics, metrics=services.metrics, routes=lambda: app.routes)
     if cors_origins:  # outermost, so every answer carries CORS headers, errors included
         app.add_middleware(Cors, origins=cors_origins)
     return app

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import structlog
 from fastapi import Depends, Request
 from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security.base import SecurityBase
@@ -73,6 +74,7 @@ async def _authenticate(request: Request, svc: HttpServices, verify: Verify | No
         real_id = failure.key_id if failure.reason == "wrong_secret" else None
         ip = request.state.client_ip or "unknown"
         wait = await svc.limits.auth_failed(ip, real_key_id=real_id)
+        svc.metrics.auth_failed(failure.reason if wait is None else "rate_limited")
         if wait is not None:
             raise RateLimited("too many failed authentication attempts", retry_after=wait) from None
         await svc.keys.record_failure(failure, actor=actor_of(request))
@@ -85,6 +87,7 @@ async def caller_for(
     """Authenticate, throttle and authorize a request for `scope`."""
     key = await _authenticate(request, svc, verify)
     request.state.key_id = key.id  # for the audit of a refusal (errors.py)
+    structlog.contextvars.bind_contextvars(key_id=key.id)  # this request's task only
     svc.keys.authorize(key, scope, client_ip=request.state.client_ip)
     try:
         quota = await svc.limits.check_key(key.id, key.rate_limit_rps)

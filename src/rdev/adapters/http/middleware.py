@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -118,6 +119,7 @@ class EdgeMiddleware:
         request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)  # this request's task
         state["client_ip"] = self.client_ip.resolve(scope)
         rid_header = (b"x-request-id", request_id.encode())
         started = False

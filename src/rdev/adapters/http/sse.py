@@ -120,6 +120,7 @@ class SseResponse(Response):
     def __init__(
         self, greeting: str, *, hub: StreamHub, command_id: str, after: int | None,
         heartbeat: float, release: Callable[[], None] | None = None, status_code: int = 200,
+        on_sent: Callable[[int], None] | None = None,
     ) -> None:  # fmt: skip
         """`after`: the sequence number to resume after; None: the greeting is the whole stream
         (it may then hold a `complete` built from the command's row: see StreamHub.resume).
@@ -134,6 +135,7 @@ class SseResponse(Response):
         self._after = after
         self._heartbeat = heartbeat
         self._release = release
+        self._on_sent = on_sent  # told the number of events of each batch sent (metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -169,6 +171,8 @@ class SseResponse(Response):
                     probe_at = loop.time() + self._heartbeat
                 done = batch is not None and batch[-1].type is EventType.COMPLETE
                 await _write(send, heartbeat() if batch is None else frames(batch), more=not done)
+                if batch is not None and self._on_sent is not None:
+                    self._on_sent(len(batch))
                 if done:
                     return
                 batch = None  # hold no delivered batch through the next wait

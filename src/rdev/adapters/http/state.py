@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rdev.adapters.http.capacity import StreamSlots
 from rdev.adapters.http.ratelimit import Limits
 from rdev.adapters.http.refusals import RefusalAudit
+from rdev.adapters.metrics import Metrics
 from rdev.services.audit import AuditService
 from rdev.services.health import Readiness
 from rdev.services.keys import KeyService
@@ -40,3 +41,4 @@ class HttpServices:
     heartbeat_seconds: float = 15.0
     stream_tokens: StreamTokenService | None = None  # browser-ready streams
     claude_cli: ClaudeCli | None = None  # is the Claude CLI there (services/claude_cli.py)
+    metrics: Metrics = field(default_factory=Metrics)

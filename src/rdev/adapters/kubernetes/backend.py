@@ -124,6 +124,10 @@ class KubernetesBackend:
             await self._client.close()
             self._client = None
 
+    async def breaker_state(self) -> str:
+        """The API circuit breaker's state (closed, open, half_open), for metrics."""
+        return await self._breaker.state()
+
     async def check(self) -> None:
         if self._client is None:
             raise BackendUnavailable("the Kubernetes backend is not started")

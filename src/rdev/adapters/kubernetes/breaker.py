@@ -56,3 +56,10 @@ class ApiBreaker:
             and opened_at is not None
             and time.time() < opened_at + self.reset_seconds
         )
+
+    async def state(self) -> str:
+        """closed, open (failing fast) or half_open (the next request probes), for metrics."""
+        context = (await self._factory.get_breaker(CIRCUIT)).context
+        if context.state == "closed":
+            return "closed"
+        return "open" if await self.is_open() else "half_open"

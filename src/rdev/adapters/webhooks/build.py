@@ -51,6 +51,7 @@ def build_webhooks(
     clock: Callable[[], datetime],
     resolver: Resolver = _system,
     transport: httpx.AsyncBaseTransport | None = None,
+    on_outcome: Callable[[str], None] = lambda _outcome: None,
 ) -> tuple[WebhookService, DeliveryWorker]:
     allowed = parse_cidrs(settings.webhook_allowed_cidrs)
     pinned = PinnedTransport(allowed=allowed, resolver=resolver, inner=transport)
@@ -67,6 +68,7 @@ def build_webhooks(
         disable_after=timedelta(seconds=settings.webhook_disable_after_seconds),
         poll_seconds=settings.webhook_poll_seconds,
         clock=clock,
+        on_outcome=on_outcome,
     )
     service = WebhookService(
         store.webhooks,

@@ -44,7 +44,9 @@ class DeliveryWorker:
         disable_after: timedelta,
         poll_seconds: float,
         clock: Callable[[], datetime],
+        on_outcome: Callable[[str], None] = lambda _outcome: None,
     ) -> None:
+        self._on_outcome = on_outcome  # rdev_webhook_deliveries_total
         self._store = store
         self._sender = sender
         self._bus = bus
@@ -138,6 +140,9 @@ class DeliveryWorker:
         except Exception as e:  # the lease runs out; the attempt is made again
             log.warning("webhooks.record_failed", error=type(e).__name__)
             return
+        self._on_outcome(
+            "delivered" if succeeded else "retried" if next_at is not None else "failed"
+        )
         if disabled:
             await self._audit.record(
                 "webhook.disabled",

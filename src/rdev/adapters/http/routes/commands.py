@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import JSONResponse, StreamingResponse
 
@@ -49,7 +50,9 @@ IdempotencyKey = Annotated[
 async def _submit(
     svc: HttpServices, caller: Caller, request: Request, sub: Submission,
 ) -> JSONResponse:  # fmt: skip
+    structlog.contextvars.bind_contextvars(project=sub.project_id)  # this request's logs
     result = await svc.commands.submit(sub, key=caller.key, actor=caller.actor)
+    structlog.contextvars.bind_contextvars(command_id=result.command.id)
     view = command_view(result.command, queue_position=result.queue_position)
     location = {"Location": f"/commands/{result.command.id}"}
     return ok(view, request, status=201 if result.created else 200, headers=location)

@@ -7,6 +7,7 @@ which is what makes a browser's EventSource stop reconnecting."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -94,11 +95,28 @@ async def _respond(svc: HttpServices, cmd: Command, request: Request, key_id: st
         greeting += sse.frame(start.final)
         after = None  # the greeting and that `complete` are the whole stream
     # a stream that will tail holds a slot of its key's and of the replica's until it ends
-    release = svc.stream_slots.acquire(key_id) if after is not None else None
+    release = _tailing(svc, key_id, cmd.project_id) if after is not None else None
     return sse.SseResponse(
         greeting, hub=svc.streams, command_id=cmd.id, after=after,
-        heartbeat=svc.heartbeat_seconds, release=release,
+        heartbeat=svc.heartbeat_seconds, release=release, on_sent=svc.metrics.events_sent,
     )  # fmt: skip
+
+
+def _tailing(svc: HttpServices, key_id: str, project: str) -> Callable[[], None]:
+    """Take the stream's capacity slot and count it in rdev_active_streams, until `release`."""
+    free_slot = svc.stream_slots.acquire(key_id)
+    svc.metrics.stream_opened(project)
+
+    counted = True
+
+    def release() -> None:  # may be called more than once, like the slot's
+        nonlocal counted
+        free_slot()
+        if counted:
+            counted = False
+            svc.metrics.stream_closed(project)
+
+    return release
 
 
 _RESUME_RESPONSES: dict[int | str, dict[str, Any]] = {
