@@ -66,8 +66,9 @@ def create_app(
     app.add_middleware(
         EdgeMiddleware, max_body_bytes=max_body_bytes, trusted_proxies=trusted_proxies
     )
-    # outside the edge: every answer is observed once, the edge's own 413/422 included
-    app.add_middleware(RequestMetrics, metrics=services.metrics, routes=lambda: app.routes)
+    if services is not None:  # None: an app built only for its OpenAPI document
+        # outside the edge: every answer is observed once, the edge's own 413/422 included
+        app.add_middleware(RequestMetrics, metrics=services.metrics, routes=lambda: app.routes)
     if cors_origins:  # outermost, so every answer carries CORS headers, errors included
         app.add_middleware(Cors, origins=cors_origins)
     return app

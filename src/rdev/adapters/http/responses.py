@@ -151,6 +151,9 @@ class KeyView(_View):
     daily_budget_usd: float | None = _d(
         "Its own daily Claude budget in USD; null: the server's default (docs/claude-cost.md)"
     )
+    rate_limit_rps: float | None = _d(
+        "Its own rate limit in requests per second; null: the server's (docs/rate-limits.md)"
+    )
 
 
 class IssuedKeyView(_View):
@@ -166,6 +169,7 @@ class IssuedKeyView(_View):
     expires_at: str | None = _d(f"When it stops working, or null. {_TS}")
     created_at: str = _d(f"When it was made. {_TS}")
     daily_budget_usd: float | None = _d("Its own daily Claude budget in USD, or null")
+    rate_limit_rps: float | None = _d("Its own rate limit in requests per second, or null")
 
 
 class KeyResponse(BaseModel):
