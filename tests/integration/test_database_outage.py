@@ -23,6 +23,7 @@ from rdev.adapters.sql.db import unreachable
 from rdev.adapters.sql.store import Store, build_store
 from rdev.config import Settings
 from rdev.domain.errors import Conflict, DatabaseUnavailable
+from rdev.domain.lifecycle import CLAIMED_LAST_SEQ
 from rdev.domain.models import Command, CommandKind, CommandStatus, Event, EventType, Priority
 from rdev.ports import Finish
 from tests.pgproxy import TcpProxy, proxied_database
@@ -151,7 +152,7 @@ async def test_renewal_names_the_commands_another_replica_ended(store: Store) ->
     )  # fmt: skip
     assert len(claimed) == 4
     await store.commands.request_cancel(cancelled[0].id)
-    final = [Event(swept[0].id, 2, EventType.STATUS, {"status": "lost"})]
+    final = [Event(swept[0].id, CLAIMED_LAST_SEQ + 1, EventType.STATUS, {"status": "lost"})]
     lost = Finish(status=CommandStatus.LOST, finished_at=now, error="lease expired")
     assert await store.commands.finish(swept[0].id, lost, final)
     ids = [c[0].id for c in (mine, other, cancelled, swept)]
