@@ -149,3 +149,29 @@ async def test_the_venvs_rdev_and_sdk_talk_to_a_real_server(
                       "    h = c.run('demo', ['echo', 'from the sdk'])\n"
                       "    print(h.wait().status, h.output(), end='')"], env)  # fmt: skip
     assert (sdk.code, sdk.out) == (0, "succeeded from the sdk\n"), sdk
+
+
+def test_both_distributions_in_one_venv_share_files_as_docs_sdk_md_says(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """docs/sdk.md's warning, held to: with `rdev` then `rdev-client` installed, the last one
+    owns the `rdev` script while `python -m rdev` still serves; uninstalling `rdev-client` takes
+    the shared rdev/client files with it."""
+    _uv("build", "--wheel", ".", "-o", str(tmp_path / "dist"))
+    (server,) = (tmp_path / "dist").glob("rdev-*.whl")
+    both = Installed(installed.wheel, tmp_path / "venv")
+    _uv("venv", "--quiet", "--python", sys.executable, str(both.venv))
+    for wheel in (server, installed.wheel):
+        _uv("pip", "install", "--quiet", "--python", both.python, str(wheel))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, cwd=both.venv, env=_clean_env(), capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+
+    script = run(both.rdev, "serve", "--help")
+    assert script.returncode == 2 and "No such command 'serve'" in script.stderr, script
+    module = run(both.python, "-m", "rdev", "serve", "--help")
+    assert module.returncode == 0 and "--host" in module.stdout, module
+    _uv("pip", "uninstall", "--quiet", "--python", both.python, "rdev-client")
+    broken = _py(both, "import rdev.client")
+    assert broken.returncode == 1 and "No module named 'rdev.client'" in broken.stderr, broken
