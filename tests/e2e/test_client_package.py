@@ -6,6 +6,7 @@ to a real rdev under uvicorn."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -143,6 +144,13 @@ async def test_the_venvs_rdev_and_sdk_talk_to_a_real_server(
     assert (failed.code, failed.out, failed.err) == (3, "", "no\n"), failed
     server_only = await _run([installed.rdev, "serve"], env)
     assert server_only.code == 2 and "No such command 'serve'" in server_only.err, server_only
+    made = await _run([installed.rdev, "keys", "create", "--name", "ci", "--scope",
+                       "projects:read"], env)  # fmt: skip
+    assert made.code == 0 and made.out.startswith("rdev_sk_"), made
+    listed = await _run([installed.rdev, "keys", "list", "--json"], env)
+    assert listed.code == 0 and {"admin", "ci"} <= {k["name"] for k in json.loads(listed.out)}
+    no_db = await _run([installed.rdev, "keys", "list", "--db"], env)
+    assert no_db.code == 2 and "No such option" in no_db.err, no_db
     sdk = await _run([installed.python, "-c",
                       "import os\nfrom rdev.client import Client\n"
                       "with Client(os.environ['RDEV_URL'], os.environ['RDEV_API_KEY']) as c:\n"
