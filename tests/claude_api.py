@@ -11,7 +11,13 @@ Scripted by the prompt's text:
 - `run bash: CMD` asks for a Bash tool use of CMD; once a tool result comes back, it answers
   `Tool said: <the result's text>`;
 - `api error NNN` answers every such request with HTTP NNN and an Anthropic error body (529 is
-  `overloaded_error`), so the CLI retries (`api_retry` messages) and gives up.
+  `overloaded_error`), so the CLI retries (`api_retry` messages) and gives up;
+- `slow stream S` (or `slow stream S xN`) streams slowly: message_start and content_block_start
+  go out at once, then the answer's text arrives as N content_block_delta events (5 unless
+  given), each after a wait of S seconds, so the turn lasts about N*S seconds while the CLI is
+  connected and receiving. `slow_streams` counts the slow answers that have begun (their
+  message_start sent), `slow_streams_ended` those whose last delta went out; one cut short (the
+  CLI gone) never ends. Without `stream` the JSON answer waits N*S seconds before it is sent.
 
 The usage it reports is `DEFAULT_USAGE` unless a test queues its own figures in `usage`: each
 request takes the next one (input, output, cache-read and cache-creation tokens)."""
@@ -70,6 +76,8 @@ class FakeAnthropic:
     turns: list[Turn] = field(default_factory=list)
     other_paths: list[str] = field(default_factory=list)
     usage: list[Usage] = field(default_factory=list)  # taken one per request, in order
+    slow_streams: int = 0
+    slow_streams_ended: int = 0
 
     def next_usage(self) -> Usage:
         return self.usage.pop(0) if self.usage else DEFAULT_USAGE
@@ -127,11 +135,23 @@ _END = {"stop_reason": "end_turn", "stop_sequence": None}
 
 _BASH = re.compile(r"run bash: (.+)", re.DOTALL)
 _API_ERROR = re.compile(r"api error (\d{3})")
+_SLOW = re.compile(r"slow stream (\d+(?:\.\d+)?)(?: x(\d+))?")
 _ERROR_TYPES = {529: "overloaded_error", 500: "api_error", 429: "rate_limit_error"}
 
 
+def _pieces(text: str, parts: int) -> list[str]:
+    """`text` cut into `parts` consecutive pieces (none empty while the text lasts)."""
+    size = -(-len(text) // parts)
+    return [text[i : i + size] for i in range(0, len(text), size)] or [text]
+
+
 def _events(
-    model: str, text: str, figures: Usage, *, tool: dict[str, Any] | None = None
+    model: str,
+    text: str,
+    figures: Usage,
+    *,
+    tool: dict[str, Any] | None = None,
+    parts: int = 1,
 ) -> list[bytes]:
     # as the real API: message_start holds the input side, message_delta the output tokens
     usage = figures.fields() | {"output_tokens": 1}
@@ -144,10 +164,11 @@ def _events(
         end = {"stop_reason": "tool_use", "stop_sequence": None}
     else:
         block, delta, end = {"type": "text", "text": ""}, {"type": "text_delta", "text": text}, _END
+    deltas = [delta] if tool is not None else [delta | {"text": t} for t in _pieces(text, parts)]
     return [
         _sse("message_start", {"message": message}),
         _sse("content_block_start", {"index": 0, "content_block": block}),
-        _sse("content_block_delta", {"index": 0, "delta": delta}),
+        *(_sse("content_block_delta", {"index": 0, "delta": d}) for d in deltas),
         _sse("content_block_stop", {"index": 0}),
         _sse("message_delta", {"delta": end, "usage": {"output_tokens": figures.output_tokens}}),
         _sse("message_stop", {}),
@@ -174,7 +195,10 @@ def build_app(state: FakeAnthropic) -> Starlette:
                 text = f"Tool said: {turn.tool_results[-1]}"
             else:
                 tool = {"name": "Bash", "input": {"command": bash[1].strip()}}
+        slow = _SLOW.search(prompt) if tool is None else None
+        pause, parts = (float(slow[1]), int(slow[2] or 5)) if slow else (0.0, 1)
         if not body.get("stream"):
+            await asyncio.sleep(pause * parts)
             content = [{"type": "text", "text": text}]
             usage = figures.fields()
             return JSONResponse(
@@ -190,8 +214,18 @@ def build_app(state: FakeAnthropic) -> Starlette:
             )
 
         async def stream() -> AsyncIterator[bytes]:
-            for event in _events(turn.model, text, figures, tool=tool):
+            events = _events(turn.model, text, figures, tool=tool, parts=parts)
+            if slow is None:
+                for event in events:
+                    yield event
+                return
+            yield b"".join(events[:2])  # message_start, content_block_start
+            state.slow_streams += 1
+            for event in events[2:-3]:  # the deltas
+                await asyncio.sleep(pause)
                 yield event
+            state.slow_streams_ended += 1
+            yield b"".join(events[-3:])
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 

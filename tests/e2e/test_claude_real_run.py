@@ -1,7 +1,10 @@
 """The real Claude Code CLI behind rdev (offline, against tests/claude_api.py), on both
 backends: credentials from RDEV_CLAUDE_ENV and project settings reach it and show nowhere;
 denied tools are told apart from work done; API retries are bounded and visible; each run's
-temporary folder is gone when it ends; the permission modes are the pinned CLI's.
+temporary folder is gone when it ends; a run cancelled or timed out while the API is still
+streaming (`slow stream`) ends promptly, keeps its session and leaves nothing behind; the CLI's
+messages reach rdev's stream while the turn is under way; the permission modes are the pinned
+CLI's.
 
 Here rdev runs the CLI itself (no wrapper script): every variable the CLI needs comes through
 RDEV_CLAUDE_ENV, as an operator would set it up."""
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,14 @@ from rdev.domain.policy import PERMISSION_MODES
 from tests.claude_api import FakeAnthropic, fake_anthropic
 from tests.e2e.conftest import Launch
 from tests.e2e.test_claude_real_cli import _MISSING, REAL_CLI
-from tests.support import Running, eventually, read_sse, wait_status
+from tests.support import (
+    Running,
+    command_status,
+    eventually,
+    marked_processes,
+    read_sse,
+    wait_status,
+)
 
 pytestmark = pytest.mark.skipif(REAL_CLI is None, reason=_MISSING)
 
@@ -155,13 +166,9 @@ async def test_each_run_has_its_own_temp_dir_removed_when_it_ends(
         failed, _ = await run(rdev, "p", {"prompt": "api error 500"})
         assert failed["outcome"] == "error"
 
-        slow = "run bash: echo $TMPDIR > tmpdir.txt; sleep 60"
-        resp = await rdev.admin.post(
-            "/projects/p/claude", json={"prompt": slow, "permission_mode": "bypassPermissions"}
-        )
-        cid = resp.json()["data"]["command_id"]
-        marker = rdev.workspace("p") / "tmpdir.txt"
-        held = await eventually(lambda: _read(marker), timeout=60)
+        cid = await start(rdev, "p", {"prompt": "slow stream 2 x30"})  # a minute of answer
+        await eventually(lambda: api.slow_streams == 1, timeout=60)
+        held = _tmpdir(cid)
         assert _is_dir(held)
         assert (await rdev.admin.post(f"/commands/{cid}/cancel")).status_code == 200
         await wait_status(rdev.admin, cid, "cancelled", timeout=60)
@@ -175,8 +182,102 @@ def _is_dir(path: str) -> bool:
     return Path(path).is_dir()
 
 
-def _read(path: Path) -> str:
-    return path.read_text().strip() if path.exists() else ""
+async def start(rdev: Running, project: str, body: dict[str, Any]) -> str:
+    resp = await rdev.admin.post(f"/projects/{project}/claude", json=body)
+    assert resp.status_code == 201, resp.text
+    command_id: str = resp.json()["data"]["command_id"]
+    return command_id
+
+
+def _tmpdir(command_id: str) -> str:
+    """The TMPDIR the command's processes (the CLI among them) run with, from /proc."""
+    for pid, _line in marked_processes(command_id):
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        values = [e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"TMPDIR=")]
+        if values and values[0]:
+            return values[0]
+    raise AssertionError(f"no TMPDIR in the environment of {marked_processes(command_id)}")
+
+
+GRACE = 1.0  # RDEV_KILL_GRACE_SECONDS here: "promptly" is within it and one second more
+
+
+def _init(events: list[Any]) -> dict[str, Any]:
+    inits = [e.data for e in events if e.event == "message" and e.data.get("subtype") == "init"]
+    assert len(inits) == 1, [e.data for e in events]
+    return dict(inits[0])
+
+
+async def test_cancelling_while_the_api_streams_ends_the_run_promptly_and_cleanly(
+    launch: Launch, api: FakeAnthropic
+) -> None:
+    async with real(launch, {"p": {}}, kill_grace_seconds=GRACE) as rdev:
+        cid = await start(rdev, "p", {"prompt": "slow stream 2 x7"})  # 14 s of answer
+        await eventually(lambda: api.slow_streams == 1, timeout=10)  # the answer has begun
+        assert (await command_status(rdev.admin, cid))["status"] == "running"
+        held = _tmpdir(cid)
+        assert _is_dir(held)
+
+        asked = time.monotonic()
+        assert (await rdev.admin.post(f"/commands/{cid}/cancel")).status_code == 200
+        done = await wait_status(rdev.admin, cid, "cancelled", timeout=GRACE + 10)
+        took = time.monotonic() - asked
+        left = marked_processes(cid)  # at the moment it is reported over
+
+        assert took <= GRACE + 1, took
+        assert api.slow_streams_ended == 0  # cut off mid-answer, not after it
+        assert left == []
+        assert not _is_dir(held)
+        events = await read_sse(rdev.admin, f"/commands/{cid}/events")
+        assert done["session_id"] is not None
+        assert done["session_id"] == _init(events)["session_id"]
+        assert events[-1].event == "complete"
+        assert events[-1].data["status"] == "cancelled"
+
+
+async def test_a_timeout_while_the_api_streams_ends_the_run_promptly_and_cleanly(
+    launch: Launch, api: FakeAnthropic
+) -> None:
+    limit = 5
+    async with real(launch, {"p": {}}, kill_grace_seconds=GRACE) as rdev:
+        cid = await start(rdev, "p", {"prompt": "slow stream 2 x7", "timeout_seconds": limit})
+        await eventually(lambda: api.slow_streams == 1, timeout=limit)
+        held = _tmpdir(cid)
+        assert _is_dir(held)
+
+        done = await wait_status(rdev.admin, cid, "timed_out", timeout=limit + GRACE + 10)
+        left = marked_processes(cid)
+
+        assert done["duration_ms"] <= (limit + GRACE + 1) * 1000, done
+        assert api.slow_streams_ended == 0
+        assert left == []
+        assert not _is_dir(held)
+        events = await read_sse(rdev.admin, f"/commands/{cid}/events")
+        assert done["session_id"] is not None
+        assert done["session_id"] == _init(events)["session_id"]
+        assert events[-1].data["status"] == "timed_out"
+
+
+async def test_the_clis_messages_stream_live_while_the_api_is_slow(
+    launch: Launch, api: FakeAnthropic
+) -> None:
+    async with real(launch, {"p": {}}) as rdev:
+        cid = await start(rdev, "p", {"prompt": "slow stream 1.5 x6"})  # 9 s of answer
+        early = await read_sse(rdev.admin, f"/commands/{cid}/events", until="message")
+        # the first message is here while the API is still answering and the run goes on
+        assert api.slow_streams_ended == 0
+        assert (await command_status(rdev.admin, cid))["status"] == "running"
+        assert early[-1].data.get("subtype") == "init", [e.data for e in early]
+        statuses = [e.data["status"] for e in early if e.event in ("connected", "status")]
+        assert statuses[-1] == "running", [e.data for e in early]
+
+        done = await wait_status(rdev.admin, cid, "succeeded", "failed", timeout=30)
+        assert done["status"] == "succeeded", done
+        assert api.slow_streams_ended == 1
+        events = await read_sse(rdev.admin, f"/commands/{cid}/events")
+        assert done["session_id"] == early[-1].data["session_id"]
+        result = [e.data for e in events if e.event == "message"][-1]
+        assert result["result"] == "You said: slow stream 1.5 x6", result
 
 
 def test_the_permission_modes_are_the_pinned_clis() -> None:
