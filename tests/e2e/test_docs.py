@@ -1,5 +1,6 @@
-"""The examples of docs/sdk.md, docs/cli.md and docs/streaming.md, run as written against a
-real rdev: the Python blocks of sdk.md in order in one namespace, and the `$` lines of the
+"""The examples of docs/sdk.md, docs/quickstart.md, docs/cli.md and docs/streaming.md, run as
+written against a real rdev: the Python blocks of sdk.md in order in one namespace (and
+quickstart.md's one, its printout checked), and the `$` lines of the
 `console` blocks of cli.md and streaming.md in one `sh` per file, in order (so a variable set
 on one line is there on the next, as in a terminal), each line's stdout compared with the
 lines under it.
@@ -48,6 +49,17 @@ async def test_the_sdk_examples_run(rdev: Running, monkeypatch: pytest.MonkeyPat
     namespace: dict[str, object] = {}
     # the blocking client in a thread: the server runs on this thread's event loop
     await asyncio.to_thread(exec, compile(code, "docs/sdk.md", "exec"), namespace)
+
+
+@LOCAL
+async def test_the_quickstart_python_runs(rdev: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RDEV_URL", rdev.url)
+    monkeypatch.setenv("RDEV_API_KEY", rdev.admin_key)
+    [code] = blocks("quickstart.md", "python")
+    printed: list[str] = []  # the block's `print`s (the server logs to stdout too)
+    namespace = {"print": lambda *args: printed.append(" ".join(map(str, args)))}
+    await asyncio.to_thread(exec, compile(code, "docs/quickstart.md", "exec"), namespace)
+    assert printed == ["hello", "succeeded"]
 
 
 SEP = "\x1e"  # between the outputs of two `$` lines
