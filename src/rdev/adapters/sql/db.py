@@ -161,6 +161,9 @@ class PostgresDatabase(Database):
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_timeout=10,
+            # the most recently used connection first: a hot one, rarely idle long enough to
+            # need the ping (bench.throughput on PostgreSQL: 0.79 of bare SSE FIFO, 0.94-1.03 LIFO)
+            pool_use_lifo=True,
             connect_args={"connect_timeout": _CONNECT_TIMEOUT},
         )
         _ping_when_idle(self.engine, ping_after_idle)
