@@ -96,6 +96,13 @@ async def test_a_flaky_receiver_gets_each_delivery_once_after_retries(launch: La
         assert [a["status_code"] for a in item["attempts"]] == [500, 500, 500, 200]
         assert item["attempts"][0]["response_body_prefix"] == "try again"
         assert all(isinstance(a["latency_ms"], int) for a in item["attempts"])
+        outcomes = {  # rdev_webhook_deliveries_total{outcome}: one per attempt
+            s.labels["outcome"]: s.value
+            for f in rdev.app.services.metrics.registry.collect()
+            for s in f.samples
+            if s.name == "rdev_webhook_deliveries_total"
+        }
+        assert outcomes == {"retried": 3, "delivered": 1}
 
 
 @pytest.mark.parametrize("backend", ["local"], indirect=True)

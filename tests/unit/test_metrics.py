@@ -3,13 +3,23 @@ label values from outside stay within their allow-lists or caps."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rdev.adapters.metrics import Metrics, TimedEventLog
-from rdev.domain.models import Command, CommandKind, CommandStatus, Event, EventType, Priority
+from rdev.domain.models import (
+    ClaudeResult,
+    Command,
+    CommandKind,
+    CommandStatus,
+    Event,
+    EventType,
+    Priority,
+)
+from rdev.domain.usage import ModelUsage, RunUsage, Tokens
 from rdev.ports import Finish
 from tests.fakes import T0, MemoryEventLog
 
@@ -85,6 +95,35 @@ async def test_a_command_end_counts_once_and_observes_its_run_time() -> None:
     timed = frozenset({("project", "demo"), ("type", "git")})
     assert _series(m, "rdev_command_duration_seconds_count") == {timed: 1}
     assert _series(m, "rdev_command_duration_seconds_sum") == {timed: 7}
+
+
+async def test_a_claude_commands_end_counts_its_own_cost_and_tokens_per_model() -> None:
+    m = Metrics()
+    own = RunUsage(
+        cost_usd=0.3,
+        models=(
+            ModelUsage("claude-sonnet-4", 0.25, Tokens(input=100, output=20, cache_read=7)),
+            ModelUsage("claude-haiku-4", 0.05, Tokens(input=10, output=2)),
+        ),
+    )
+    # the CLI's figure (total_cost_usd) is cumulative over a resumed session: never counted
+    claude = ClaudeResult(session_id="s", total_cost_usd=9.99, usage=own)
+    finish = Finish(status=CommandStatus.SUCCEEDED, finished_at=T0, exit_code=0, claude=claude)
+    await m.command_ended(replace(_command(), kind=CommandKind.CLAUDE), finish)
+    await m.command_ended(_command(), Finish(status=CommandStatus.SUCCEEDED, finished_at=T0))
+    assert _series(m, "rdev_claude_cost_usd_total") == {
+        frozenset({("project", "demo"), ("model", "claude-sonnet-4")}): 0.25,
+        frozenset({("project", "demo"), ("model", "claude-haiku-4")}): 0.05,
+    }
+    tokens = {
+        (dict(k)["model"], dict(k)["kind"]): v
+        for k, v in _series(m, "rdev_claude_tokens_total").items()
+    }
+    assert tokens == {
+        ("claude-sonnet-4", "input"): 100, ("claude-sonnet-4", "output"): 20,
+        ("claude-sonnet-4", "cache_read"): 7,
+        ("claude-haiku-4", "input"): 10, ("claude-haiku-4", "output"): 2,
+    }  # fmt: skip
 
 
 async def test_timed_event_log_observes_each_batch_and_passes_everything_through() -> None:
