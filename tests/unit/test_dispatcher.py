@@ -8,6 +8,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from rdev.adapters.bus.memory import InProcessBus
 from rdev.domain.errors import DatabaseUnavailable
 from rdev.domain.models import Command, CommandStatus
 from rdev.runtime.dispatcher import Dispatcher
@@ -201,6 +202,45 @@ def test_after_an_outage_nothing_is_swept_until_the_database_answered_a_lease_pe
         )  # fmt: skip
         await eventually(lambda: w.store.commands["cmd_gone"].status is CommandStatus.LOST)
         assert loop.time() - back >= LIMITS.lease_seconds
+        await d.stop(grace_seconds=0, kill_wait_seconds=5)
+
+    run_virtual(main)
+
+
+def test_a_replicas_own_queue_notice_coming_back_over_the_bus_claims_nothing_more() -> None:
+    # notify_queue wakes this replica directly; the bus tells the others. Its own notice came
+    # back over the bus too (PostgreSQL LISTEN hears its own NOTIFY) and woke a second claim,
+    # a transaction on the path of the first command's first output.
+    class NotifyBus(InProcessBus):  # as PostgreSQL's: a notice arrives a moment later
+        async def publish(self, topic: str, payload: str) -> None:
+            asyncio.get_running_loop().call_later(
+                0.01, lambda: asyncio.ensure_future(super(NotifyBus, self).publish(topic, payload))
+            )
+
+    async def main(loop: VirtualTimeLoop) -> None:
+        w = World(loop, bus=NotifyBus())
+        claims = 0
+        claim = w.store.claim
+
+        async def counted(**kwargs: Any) -> list[Command]:
+            nonlocal claims
+            claims += 1
+            return await claim(**kwargs)
+
+        w.store.claim = counted  # type: ignore[method-assign]
+        d = dispatcher(w)
+        await d.start()
+        await _settle_for(loop, 0.1)  # the start's own claim
+        before = claims
+        await w.queue("cmd_a")
+        await d.notify_queue()
+        await eventually(lambda: d.running_count == 1)
+        await _settle_for(loop, 0.2)  # within one poll period: only wake-ups claim
+        assert claims - before == 1
+        other = dispatcher(w, replica="r2")  # another replica's notice still wakes this one
+        await other.notify_queue()
+        await _settle_for(loop, 0.2)
+        assert claims - before == 2
         await d.stop(grace_seconds=0, kill_wait_seconds=5)
 
     run_virtual(main)

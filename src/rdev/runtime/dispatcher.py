@@ -73,7 +73,7 @@ class Dispatcher:
         self._limits_read_at = float("-inf")
         # loop time since which the database has answered without a break (None: it has not)
         self._db_back_at: float | None = float("-inf")
-        bus.subscribe(QUEUE_TOPIC, lambda _payload: self._wake.set())
+        bus.subscribe(QUEUE_TOPIC, self._on_queue)
         bus.subscribe(CANCEL_TOPIC, self._on_cancel)
 
     @property
@@ -95,8 +95,15 @@ class Dispatcher:
         ]
 
     async def notify_queue(self) -> None:
-        self._wake.set()
+        self._wake.set()  # this replica at once; the bus tells the others
         await self._bus.publish(QUEUE_TOPIC, self._replica)
+
+    def _on_queue(self, replica: str) -> None:
+        """Another replica queued work. This replica's own notice comes back too (PostgreSQL's
+        LISTEN hears its own NOTIFY), a moment later: claiming again then would cost a
+        transaction on the path of the command's first output, for nothing."""
+        if replica != self._replica:
+            self._wake.set()
 
     async def stop(self, *, grace_seconds: float, kill_wait_seconds: float) -> None:
         """Stop claiming; let running commands finish within the grace period, then end them
