@@ -19,6 +19,7 @@ import jsonschema_rs
 import psycopg
 import uvicorn
 
+from rdev.adapters.local.backend import settings_file
 from rdev.bootstrap import App, build, server_config
 from rdev.config import Settings
 from rdev.services.audit import SYSTEM
@@ -118,12 +119,16 @@ async def serve(
 
 
 def make_project(root: Path, name: str, config: str | bytes = "") -> Path:
+    """A local project's folder, and its settings (beside it: adapters/local/backend.py)."""
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
-    if isinstance(config, bytes):
-        (folder / "project.toml").write_bytes(config)
-    elif config:
-        (folder / "project.toml").write_text(config)
+    if config:
+        file = settings_file(root, name)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(config, bytes):
+            file.write_bytes(config)
+        else:
+            file.write_text(config)
     return folder
 
 

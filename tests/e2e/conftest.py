@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from rdev.adapters.local.backend import settings_file
 from rdev.config import Settings
 from tests.kube.server import FakeKubeApi
 from tests.support import Running, make_project, serve
@@ -77,9 +78,11 @@ async def _local(
 
 def _write_toml(folder: Path, config: dict[str, Any] | Raw) -> None:
     text = _toml_text(config)
-    tmp = folder / ".project.toml.tmp"  # replaced whole, so rdev never reads half a file
+    file = settings_file(folder.parent, folder.name)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(".tmp")  # replaced whole, so rdev never reads half a file
     tmp.write_bytes(text if isinstance(text, bytes) else text.encode())
-    tmp.replace(folder / "project.toml")
+    tmp.replace(file)
 
 
 @asynccontextmanager

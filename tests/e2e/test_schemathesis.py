@@ -35,6 +35,7 @@ from schemathesis import checks
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
+from rdev.adapters.local.backend import settings_file
 from rdev.adapters.local.demo import ensure_demo_project
 from rdev.config import Settings
 from tests.support import processes_under, serve
@@ -108,8 +109,10 @@ def live(settings_factory: Callable[..., Settings]) -> Iterator[Live]:
         sse_heartbeat_seconds=1,
         max_queue=100_000,
     )
-    demo = ensure_demo_project(settings.workspace_root)
-    (demo / "project.toml").write_text('allowed_commands = ["claude", "git"]\n')
+    ensure_demo_project(settings.workspace_root)
+    settings_file(settings.workspace_root, "demo").write_text(
+        'allowed_commands = ["claude", "git"]\n'
+    )
     thread = _ServerThread(settings)
     thread.start()
     assert thread.ready.wait(60), "rdev did not start"

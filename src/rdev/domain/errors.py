@@ -127,8 +127,8 @@ class ExecFailed(RdevError):
 
 
 class InvalidSettings(InvalidInput):
-    """A project's settings (project.toml, a ConfigMap entry) that cannot be used, with every
-    problem found, so one edit can fix them all."""
+    """A project's settings (`.settings/<project>.toml` locally, a ConfigMap entry) that cannot
+    be used, with every problem found, so one edit can fix them all."""
 
     code = "INVALID_SETTINGS"
 

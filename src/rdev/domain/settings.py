@@ -1,5 +1,6 @@
-"""A project's own settings, parsed by one function for both backends (project.toml locally, the
-`rdev-projects` ConfigMap entry on Kubernetes), and the rule for whether a project takes a command.
+"""A project's own settings, parsed by one function for both backends (`.settings/<project>.toml`
+beside the workspaces locally, the `rdev-projects` ConfigMap entry on Kubernetes), and the rule
+for whether a project takes a command.
 
 Settings widen what a key can do in a project (raw shell, Claude with a shell's power), so the
 parser fails closed: each key is on an allow-list with one exact type and range, and anything

@@ -75,7 +75,7 @@ ADVICE: dict[str, tuple[str, str]] = {
     "EXEC_FAILED": ("The backend could not start or keep the process (not an exit code).",
                     "Check the program exists in the project; `message` names the errno."),
     "INVALID_SETTINGS": ("The project's settings cannot be used; `details.problems` lists all.",
-                         "Fix project.toml (or the ConfigMap entry) as listed."),
+                         "Fix the project's settings file (or ConfigMap entry) as listed."),
     "INVALID_EVENT_ID": ("Last-Event-ID is malformed, of another stream, or ahead of its events.",
                          "Resume with an id this stream sent, or open it from the start."),
     "BAD_REQUEST": ("The HTTP request is malformed.", "Fix the request."),

@@ -1,5 +1,10 @@
-"""Projects as folders under a root; `project.toml` in a folder tunes its project (parsed by
-`domain.settings`, so an invalid file leaves the project `failed`, never with defaults).
+"""Projects as folders under a root; `<root>/.settings/<project>.toml` tunes a project (parsed
+by `domain.settings`, so an invalid file leaves the project `failed`, never with defaults).
+
+The settings live beside the workspaces, not in them: commands, git checkouts and Claude's own
+edit tools write the workspace, and the settings widen what keys may do there (raw shell,
+Claude with a shell's power) and say where Claude's credentials go (`claude_env`). A
+`project.toml` found in a workspace is not read; the project says so in `status_reason`.
 
 Every command runs as the server's user with the server's HOME, so the Claude CLI would keep
 one state (sessions, transcripts, settings) for all projects, and a key granted one project
@@ -26,7 +31,13 @@ from rdev.domain.errors import BackendUnavailable, InvalidInput, InvalidSettings
 from rdev.domain.models import Project, ProjectStatus
 from rdev.ports import Execution, ExitStatus, OutputChunk
 
-CONFIG_FILE = "project.toml"
+SETTINGS_DIR = ".settings"  # in the root: `<root>/.settings/<project>.toml`
+WORKSPACE_FILE = "project.toml"  # where the settings used to be: not read any more
+
+
+def settings_file(root: Path, project: str) -> Path:
+    """Where a project's settings are read from."""
+    return root / SETTINGS_DIR / f"{project}.toml"
 
 
 class LocalBackend:
@@ -46,7 +57,7 @@ class LocalBackend:
         self._claude_bin = claude_bin
         self._claude_state = claude_state
         self._claude_temp_root = claude_temp
-        # (read at, root folder mtime, projects): project.toml edits show within cache_seconds,
+        # (read at, root folder mtime, projects): settings edits show within cache_seconds,
         # new or removed folders at once (they change the root's mtime)
         self._cache: tuple[float, float, dict[str, Project]] | None = None
 
@@ -215,19 +226,27 @@ def _atomic_write(target: Path, data: bytes) -> None:
 
 def _load_project(folder: Path) -> Project:
     workspace = str(folder.resolve())
+    file = settings_file(folder.parent, folder.name)
     try:
-        cfg = _read_settings(folder / CONFIG_FILE)
+        cfg = _read_settings(file)
     except InvalidSettings as e:
         return Project(
             id=folder.name,
             status=ProjectStatus.FAILED,
-            status_reason=settings.failure_reason(CONFIG_FILE, e),
+            status_reason=settings.failure_reason(f"{SETTINGS_DIR}/{file.name}", e),
             workspace=workspace,
             allowed_kinds=frozenset(),  # takes nothing even if a caller forgets the status
         )
+    ignored = (folder / WORKSPACE_FILE).exists()
     return Project(
         id=folder.name,
         status=ProjectStatus.RUNNING,
+        status_reason=(
+            f"{WORKSPACE_FILE} in the workspace is not read (commands can write it); "
+            f"the settings are {SETTINGS_DIR}/{file.name} in the projects' root"
+        )
+        if ignored
+        else None,
         description=cfg.description,
         workspace=workspace,
         allowed_kinds=cfg.allowed_kinds,

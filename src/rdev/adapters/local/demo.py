@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from rdev.adapters.local.backend import settings_file
+
 README = """# demo
 
 A small project created by `rdev serve --demo`. Try:
@@ -25,7 +27,9 @@ def ensure_demo_project(root: Path) -> Path:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "README.md").write_text(README)
-    (folder / "project.toml").write_text(CONFIG)
+    config = settings_file(root, "demo")  # beside the workspace, never in it (backend.py)
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(CONFIG)
     (folder / "hello.py").write_text('print("hello from the rdev demo project")\n')
     env = {
         "GIT_AUTHOR_NAME": "rdev",
