@@ -170,10 +170,14 @@ async def test_a_process_forking_while_being_killed_is_ended_too(fast: Running) 
     forker = f"setsid sh -c '{loop}' >/dev/null 2>&1 & sleep 9302"
     cid = await _shell(fast, forker)
     await _spread(cid, "sleep 9301", "sleep 9302")
+    started = time.monotonic()
     await fast.admin.post(f"/commands/{cid}/cancel")
-    done, left = await _ended(fast, cid)
+    done, _ = await _ended(fast, cid)
     assert done["status"] == "cancelled"
-    assert left == []
+    # with hundreds of children, the last kill passes may finish just after the status is
+    # written (in a pod the reaper scans /proc once more per pass): within the promise, though
+    await eventually(lambda: marked_processes(cid) == [], timeout=PROMISE + SLACK)
+    assert time.monotonic() - started < PROMISE + SLACK
 
 
 # local only: a pod exec ends only at output EOF, so there such a process holds the command open
