@@ -8,8 +8,8 @@ import inspect
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,12 @@ import httpx
 import jsonschema_rs
 import psycopg
 import uvicorn
+from alembic import command as alembic_command
+from alembic.config import Config
+from sqlalchemy import Connection, create_engine
 
 from rdev.adapters.local.backend import settings_file
+from rdev.adapters.sql.db import MIGRATIONS
 from rdev.bootstrap import App, build, server_config
 from rdev.config import Settings
 from rdev.services.audit import SYSTEM
@@ -394,3 +398,19 @@ async def two_replicas(
         for log in logs:
             if log is not None:
                 log.close()
+
+
+@contextmanager
+def at_revision(url: str, revision: str) -> Iterator[Connection]:
+    """A connection to a database brought to `revision` by Alembic, in one transaction: write
+    the rows an older rdev left, then let the test migrate the rest of the way."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = conn
+            alembic_command.upgrade(cfg, revision)
+            yield conn
+    finally:
+        engine.dispose()

@@ -6,11 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from rdev.adapters.sql import db
 from rdev.adapters.sql.store import Store, build_store
 from rdev.config import Settings
 from rdev.domain.lifecycle import CLAIMED_LAST_SEQ
@@ -24,6 +21,7 @@ from rdev.domain.models import (
     Priority,
 )
 from rdev.ports import Finish
+from tests.support import at_revision
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -67,12 +65,7 @@ async def test_a_run_without_result_has_no_outcome(store: Store) -> None:
 
 async def test_migration_0009_leaves_existing_commands_without_outcome(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    sync = create_engine(f"sqlite:///{path}")
-    with sync.begin() as conn:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(db.MIGRATIONS))
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0005")
+    with at_revision(f"sqlite:///{path}", "0005") as conn:
         conn.execute(
             text("INSERT INTO commands (id, project_id, kind, argv, status, priority, "
                  "priority_rank, created_at, timeout_seconds, env, cancel_requested, "
@@ -80,7 +73,6 @@ async def test_migration_0009_leaves_existing_commands_without_outcome(tmp_path:
                  "'[\"claude\"]', 'succeeded', 'normal', 1, '2026-11-01 00:00:00', 60, '{}', 0, "
                  "0, 0, 0)")
         )  # fmt: skip
-    sync.dispose()
     store = build_store(Settings(database_url=f"sqlite:///{path}"))
     try:
         await store.db.migrate()

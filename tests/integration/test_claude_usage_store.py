@@ -8,11 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from rdev.adapters.sql import db
 from rdev.adapters.sql.store import Store, build_store
 from rdev.adapters.sql.usage import SqlUsageStore
 from rdev.config import Settings
@@ -27,6 +24,7 @@ from rdev.domain.models import (
 )
 from rdev.domain.usage import ModelUsage, Reported, RunUsage, Tokens
 from rdev.ports import Finish, UsageQuery
+from tests.support import at_revision
 
 DAY1 = datetime(2031, 5, 6, 23, 59, 0, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(minutes=2)  # the next UTC day
@@ -166,12 +164,7 @@ async def test_migration_0006_keeps_existing_claude_costs_as_the_clis_figure(
         if database == "sqlite"
         else str(request.getfixturevalue("own_pg_url"))  # an empty database of its own
     )
-    sync = create_engine(db_url)
-    with sync.begin() as conn:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(db.MIGRATIONS))
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0005")
+    with at_revision(db_url, "0005") as conn:
         conn.execute(
             text("INSERT INTO commands (id, project_id, kind, argv, status, priority, "
                  "priority_rank, created_at, timeout_seconds, env, cancel_requested, "
@@ -185,7 +178,6 @@ async def test_migration_0006_keeps_existing_claude_costs_as_the_clis_figure(
                  "created_at) VALUES ('k_old', 'old', 'h', '[\"admin\"]', '[]', '[]', "
                  "'2026-11-01 00:00:00+00')")
         )  # fmt: skip
-    sync.dispose()
     store = build_store(Settings(database_url=db_url))
     try:
         await store.db.migrate()

@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event, text
 
-from rdev.adapters.sql import db
 from rdev.adapters.sql.store import Store, build_store
 from rdev.config import Settings
 from rdev.domain.models import Event, EventType
+from tests.support import at_revision
 
 
 def _events(cid: str, first: int, n: int) -> list[Event]:
@@ -72,19 +70,13 @@ async def test_output_text_is_rebuilt_in_order(store: Store) -> None:
 
 async def test_migration_0002_keeps_existing_events(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    sync = create_engine(f"sqlite:///{path}")
-    with sync.begin() as conn:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(db.MIGRATIONS))
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+    with at_revision(f"sqlite:///{path}", "0001") as conn:
         for seq, line in ((1, "first"), (2, "second")):
             conn.execute(
                 text("INSERT INTO events (command_id, seq, type, data, created_at) "
                      "VALUES ('cmd_old', :s, 'output', :d, '2026-11-01 00:00:00')"),
                 {"s": seq, "d": f'{{"line":"{line}","stream":"stdout"}}'},
             )  # fmt: skip
-    sync.dispose()
     store = build_store(Settings(database_url=f"sqlite:///{path}"))
     try:
         await store.db.migrate()

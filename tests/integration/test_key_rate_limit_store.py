@@ -6,14 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from rdev.adapters.sql import db
 from rdev.adapters.sql.store import Store, build_store
 from rdev.config import Settings
 from rdev.domain.models import ApiKey, Scope
+from tests.support import at_revision
 
 
 def _key(kid: str, rps: float | None) -> ApiKey:
@@ -41,19 +39,13 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 async def test_migration_0008_keeps_existing_keys_on_the_default_rate(fresh_url: str) -> None:
-    sync = create_engine(fresh_url)
-    with sync.begin() as conn:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(db.MIGRATIONS))
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0005")
+    with at_revision(fresh_url, "0005") as conn:
         conn.execute(
             text("INSERT INTO api_keys (id, name, secret_hash, scopes, projects, allowed_ips, "
                  "created_at) VALUES ('oldkey000001', 'old', :h, '[\"projects:read\"]', '[]', "
                  "'[]', '2026-11-01 00:00:00+00')"),
             {"h": "0" * 64},
         )  # fmt: skip
-    sync.dispose()
     store = build_store(Settings(database_url=fresh_url))
     try:
         await store.db.migrate()

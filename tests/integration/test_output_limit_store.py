@@ -5,11 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from rdev.adapters.sql import db
 from rdev.adapters.sql.store import Store, build_store
 from rdev.config import Settings
 from rdev.domain.models import (
@@ -21,6 +18,7 @@ from rdev.domain.models import (
     OutputLimitAction,
     Priority,
 )
+from tests.support import at_revision
 
 
 def _command(cid: str, action: OutputLimitAction) -> Command:
@@ -41,19 +39,13 @@ async def test_on_output_limit_round_trips(store: Store) -> None:
 
 async def test_migration_0004_gives_existing_commands_truncate(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    sync = create_engine(f"sqlite:///{path}")
-    with sync.begin() as conn:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(db.MIGRATIONS))
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
+    with at_revision(f"sqlite:///{path}", "0002") as conn:
         conn.execute(
             text("INSERT INTO commands (id, project_id, kind, argv, status, priority, "
                  "priority_rank, created_at, timeout_seconds, env, cancel_requested, "
                  "output_bytes, truncated) VALUES ('cmd_old', 'demo', 'shell', '[\"true\"]', "
                  "'succeeded', 'normal', 1, '2026-11-01 00:00:00', 60, '{}', 0, 0, 0)")
         )  # fmt: skip
-    sync.dispose()
     store = build_store(Settings(database_url=f"sqlite:///{path}"))
     try:
         await store.db.migrate()

@@ -11,11 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from alembic import command as alembic
-from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from rdev.adapters.sql import db
 from rdev.adapters.sql.store import Store, build_store
 from rdev.config import Settings
 from rdev.domain.errors import InvalidInput, QueueFull
@@ -33,6 +30,7 @@ from rdev.domain.models import (
 )
 from rdev.domain.webhooks import Attempt, DeliveryStatus, Webhook, WebhookEvent
 from rdev.ports import Finish
+from tests.support import at_revision
 
 NOW = datetime.now(UTC)
 ALL = frozenset(e for e in WebhookEvent if e is not WebhookEvent.PING)
@@ -247,12 +245,7 @@ async def test_migration_0007_upgrades_a_database_with_data(
         if kind == "sqlite"
         else str(request.getfixturevalue("own_pg_url"))
     )
-    sync = create_engine(url)
-    with sync.begin() as conn:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(db.MIGRATIONS))
-        cfg.attributes["connection"] = conn
-        alembic.upgrade(cfg, "0005")
+    with at_revision(url, "0005") as conn:
         conn.execute(
             text("INSERT INTO commands (id, project_id, kind, argv, status, priority, "
                  "priority_rank, created_at, timeout_seconds, env, cancel_requested, "
@@ -260,7 +253,6 @@ async def test_migration_0007_upgrades_a_database_with_data(
                  "'[\"true\"]', 'running', 'normal', 1, '2026-11-01 00:00:00+00', 60, '{}', "
                  "false, 0, false, 'r')")
         )  # fmt: skip
-    sync.dispose()
     store = build_store(Settings(database_url=url))
     try:
         await store.db.migrate()
