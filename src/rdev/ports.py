@@ -146,11 +146,25 @@ class Finish:
 
 
 @dataclass(frozen=True, slots=True)
+class StartNow:
+    """Asks `CommandStore.enqueue` to start the command in its own submission's transaction
+    when it can start at once: nothing of its project queued ahead of it, and its project below
+    `project_limit` running commands across every replica. The caller holds a free slot of
+    replica `owner` for it."""
+
+    owner: str
+    now: datetime
+    lease_until: datetime
+    project_limit: int | None  # None: the project takes no commands now
+
+
+@dataclass(frozen=True, slots=True)
 class Enqueued:
     command: Command  # as stored: see CommandStore.enqueue for its created_at
     position: int | None  # its 1-based place in the project's queue as it joined
-    event: Event | None  # its first event, as stored
+    events: tuple[Event, ...]  # its first events, as stored (none when not created)
     created: bool  # False: the idempotency key was used already, and `command` is that one
+    started: bool = False  # started at once (StartNow): running, leased to the caller
 
 
 class CommandStore(Protocol):
@@ -167,13 +181,19 @@ class CommandStore(Protocol):
         *,
         max_queue: int,
         audit: AuditEntry | None = None,
+        start: StartNow | None = None,
     ) -> Enqueued:
         """Queue a command in one atomic step per project, across replicas: with its key id's
         idempotency key used already, answer that command; with `max_queue` commands of the
         project queued, raise QueueFull; else insert it with `first_event(position)` and the
         `audit` entry, in one transaction. Within a priority, commands join in the order they
         are enqueued (created_at is moved just past the project's latest when the clock says
-        otherwise), so the positions handed out are distinct and claims follow them."""
+        otherwise), so the positions handed out are distinct and claims follow them.
+
+        With `start`, a command that can start at once (see StartNow) is stored running instead,
+        leased to `start.owner`, with `lifecycle.started_event` after its first event: the claim
+        it skips would have taken it next. Serialised with claims, so limits hold as they do
+        for claims."""
         ...
 
     async def get(self, command_id: str) -> Command | None: ...

@@ -23,7 +23,7 @@ from rdev.domain.models import (
     EventType,
     Priority,
 )
-from rdev.ports import AuditFilter
+from rdev.ports import AuditFilter, CommandFilter, StartNow
 
 T0 = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -96,7 +96,7 @@ async def test_positions_are_distinct_even_when_the_clock_repeats_or_goes_back(
     stamps = [T0, T0, T0, T0 - timedelta(seconds=5), T0 + timedelta(microseconds=1)]
     results = [await enqueue(store, make_command(at=at)) for at in stamps]
     assert [r.position for r in results] == [1, 2, 3, 4, 5]
-    assert [r.event.data["queue_position"] for r in results] == [1, 2, 3, 4, 5]
+    assert [r.events[0].data["queue_position"] for r in results] == [1, 2, 3, 4, 5]
     created = [r.command.created_at for r in results]
     assert created == sorted(created) and len(set(created)) == 5
     for r in results:  # what was returned is what was stored
@@ -142,7 +142,7 @@ async def test_concurrent_enqueues_with_one_idempotency_key_create_one_command(
     assert sum(r.created for r in results) == 1
     winner = next(r for r in results if r.created)
     assert {r.command.id for r in results} == {winner.command.id}
-    assert all(r.event is None for r in results if not r.created)
+    assert all(r.events == () for r in results if not r.created)
     assert await store.commands.count_queued("p") == 1
 
 
@@ -259,3 +259,130 @@ async def test_a_commands_submit_audit_entry_is_written_with_it_or_not_at_all(
         )
     page = await store.audit_log.list(AuditFilter(action="command.submit", limit=10))
     assert [e.target for e in page.items] == [kept.id]
+
+
+# starting at submission: a command that can start at once is stored running by the submission's
+# own transaction (one transaction fewer before its first output), under the same limits
+
+
+def start_now(limit: int | None, owner: str = "r1") -> StartNow:
+    return StartNow(owner=owner, now=T0, lease_until=T0 + timedelta(hours=1), project_limit=limit)
+
+
+async def submit(store: Store, cmd: Command, limit: int | None, owner: str = "r1"):  # type: ignore[no-untyped-def]
+    return await store.commands.enqueue(
+        cmd, first_event_of(cmd), max_queue=100, start=start_now(limit, owner)
+    )
+
+
+async def test_a_command_that_can_start_at_once_is_stored_running_with_both_events(
+    store: Store,
+) -> None:
+    cmd = make_command()
+    got = await submit(store, cmd, limit=2)
+    assert (got.created, got.started, got.position) == (True, True, 1)
+    assert (got.command.status, got.command.lease_owner) == (CommandStatus.RUNNING, "r1")
+    stored = await store.commands.get(cmd.id)
+    assert stored is not None
+    assert (stored.status, stored.started_at, stored.lease_owner, stored.lease_expires_at) == (
+        CommandStatus.RUNNING, T0, "r1", T0 + timedelta(hours=1),
+    )  # fmt: skip
+    events = await store.events.read(cmd.id, after=0, limit=10)
+    assert [(e.seq, e.data) for e in events] == [
+        (1, {"status": "queued", "queue_position": 1}),
+        (2, {"status": "running"}),
+    ]
+    assert list(got.events) == events
+    assert await claim(store, 10, {"p": 2}) == []  # nothing left to claim
+    assert await store.commands.leased_to("r1") == [stored]
+
+
+@pytest.mark.parametrize(
+    ("running", "queued", "limit", "priority", "starts"),
+    [
+        (0, 0, 1, Priority.NORMAL, True),
+        (1, 0, 2, Priority.NORMAL, True),
+        (1, 0, 1, Priority.NORMAL, False),  # at its limit
+        (3, 0, 2, Priority.NORMAL, False),  # over it (the limit was lowered)
+        (0, 0, 0, Priority.NORMAL, False),  # a limit of 0: nothing runs
+        (0, 0, None, Priority.NORMAL, False),  # no limit known: the project takes nothing now
+        (0, 1, 5, Priority.NORMAL, False),  # one of its rank queued ahead: it waits its turn
+        (0, 1, 5, Priority.LOW, False),
+        (0, 1, 5, Priority.HIGH, True),  # ahead of everything queued: the next claim's pick
+    ],
+)
+async def test_a_command_starts_at_once_only_when_the_next_claim_would_take_it(
+    store: Store,
+    running: int,
+    queued: int,
+    limit: int | None,
+    priority: Priority,
+    starts: bool,
+) -> None:
+    for _ in range(running):
+        await seed(store, make_command())
+    if running:
+        assert len(await claim(store, running, {"p": running})) == running
+    for _ in range(queued):
+        await enqueue(store, make_command())
+    cmd = make_command(priority=priority)
+    got = await submit(store, cmd, limit)
+    assert got.started is starts
+    assert got.position == (1 if priority is Priority.HIGH else queued + 1)
+    stored = await store.commands.get(cmd.id)
+    assert stored is not None
+    assert stored.status is (CommandStatus.RUNNING if starts else CommandStatus.QUEUED)
+    assert [e.seq for e in await store.events.read(cmd.id, after=0, limit=10)] == (
+        [1, 2] if starts else [1]
+    )
+
+
+async def test_other_projects_neither_block_nor_are_blocked_by_a_start_at_once(
+    store: Store,
+) -> None:
+    busy = [await submit(store, make_command("busy"), limit=1) for _ in range(3)]
+    assert [r.started for r in busy] == [True, False, False]
+    free = await submit(store, make_command("free"), limit=1)
+    assert free.started
+    assert await claim(store, 10, {"busy": 1, "free": 1}) == []
+
+
+async def test_submissions_and_claims_of_two_replicas_at_once_never_exceed_a_limit(
+    db_url: str,
+) -> None:
+    """Two replicas' stores on one database: 50 submissions that may each start at once, mixed
+    with claims, from both. The project's limit holds across all of them, every command is
+    either running or queued at a distinct position, and claims take the queue in order."""
+    stores = [build_store(Settings(database_url=db_url)) for _ in range(2)]
+    await stores[0].db.migrate()
+    try:
+        project, limit = f"burst{next(_ids)}", 3
+        cmds = [make_command(project) for _ in range(50)]
+        results = await asyncio.gather(
+            *(submit(stores[i % 2], c, limit, owner=f"r{i % 2}") for i, c in enumerate(cmds)),
+            *(claim(stores[i % 2], 2, {project: limit}, owner=f"r{i % 2}") for i in range(6)),
+        )
+        submitted = results[:50]
+        claimed = [cid for r in results[50:] for cid in r]  # type: ignore[union-attr]
+        started = [r.command.id for r in submitted if r.started]  # type: ignore[union-attr]
+        assert len(started) + len(claimed) == limit
+        queued = [r for r in submitted if not r.started]  # type: ignore[union-attr]
+        assert sorted(r.position for r in queued) == list(range(1, len(queued) + 1))
+        running = await stores[0].commands.page(
+            CommandFilter(project_id=project, status=CommandStatus.RUNNING, limit=100)
+        )
+        assert sorted(x.id for x in running.items) == sorted(started + claimed)
+        waiting = await stores[1].commands.page(
+            CommandFilter(project_id=project, status=CommandStatus.QUEUED, limit=100)
+        )
+        by_position = sorted(queued, key=lambda r: r.position)
+        assert {x.id for x in waiting.items} == {r.command.id for r in by_position}
+        # none left the queue yet, so each position stands, and claims follow them
+        for r in by_position[:5]:
+            assert await stores[0].commands.queue_position(r.command) == r.position
+        assert await claim(stores[1], 5, {project: limit + 5}) == [
+            r.command.id for r in by_position[:5]
+        ]
+    finally:
+        for s in stores:
+            await s.close()

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import structlog
 
 from rdev.domain.lifecycle import elapsed_ms, started_event, terminal_events
 from rdev.domain.models import Command, CommandStatus
-from rdev.ports import Backend, Bus, CommandStore, EventLog, Finish, Tracer
+from rdev.ports import Backend, Bus, CommandStore, EventLog, Finish, StartNow, Tracer
 from rdev.runtime.limits import DispatchLimits
 from rdev.runtime.runner import EndHook, Runner
 from rdev.runtime.streams import StreamHub
@@ -66,6 +66,7 @@ class Dispatcher:
         self._clock = clock
         self._wake = asyncio.Event()
         self._running: dict[str, Runner] = {}
+        self._reserved = 0  # slots held for submissions that may start at once (start_slot)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._accepting = True
@@ -93,6 +94,34 @@ class Dispatcher:
             asyncio.create_task(self._claim_loop(), name="dispatcher-claim"),
             asyncio.create_task(self._lease_loop(), name="dispatcher-lease"),
         ]
+
+    @contextlib.contextmanager
+    def start_slot(self, project_id: str) -> Iterator[StartNow | None]:
+        """A free slot of this replica held for one submission, which its transaction may start
+        at once (`CommandStore.enqueue`'s `start`) instead of queueing it for a claim: one
+        transaction fewer before its first output. None when this replica has no free slot or
+        is stopping. A started command must be `launch`ed within the block."""
+        if not self._accepting or self._free_slots() <= 0:
+            yield None
+            return
+        self._reserved += 1
+        try:
+            now = self._clock()
+            yield StartNow(
+                owner=self._replica,
+                now=now,
+                lease_until=now + timedelta(seconds=self._limits.lease_seconds),
+                project_limit=self._limit_for(project_id),
+            )
+        finally:
+            self._reserved -= 1
+
+    def launch(self, cmd: Command) -> None:
+        """Run a command its submission started in this replica's slot (see start_slot)."""
+        self._launch(cmd)
+
+    def _free_slots(self) -> int:
+        return self._limits.per_replica - len(self._running) - self._reserved
 
     async def notify_queue(self) -> None:
         self._wake.set()  # this replica at once; the bus tells the others
@@ -138,7 +167,7 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake.wait(), self._limits.poll_seconds)
 
     async def _claim_once(self) -> None:
-        slots = self._limits.per_replica - len(self._running)
+        slots = self._free_slots()
         if slots <= 0:
             return
         await self._refresh_limits()

@@ -174,25 +174,32 @@ class CommandService:
         # the request's trace, for the runner on this replica (before the insert: a claim may
         # follow it at once)
         self._tracer.carry(cmd.id)
-        # the cap, the position, the insert and its audit entry are one atomic step (QueueFull)
-        queued = await self._store.enqueue(
-            cmd,
-            lambda position: Event(
-                cmd.id, 1, EventType.STATUS, {"status": "queued", "queue_position": position}
-            ),
-            max_queue=self._max_queue,
-            audit=self._audit.entry(
-                "command.submit",
-                actor=actor,
-                target=cmd.id,
-                project=cmd.project_id,
-                details={"kind": cmd.kind.value, "argv": _audit_argv(cmd)},
-            ),
-        )
-        if not queued.created or queued.event is None:  # an identical request came first
+        # the cap, the position, the insert and its audit entry are one atomic step
+        # (QueueFull); with a free slot here and nothing ahead of it, the start too
+        with self._dispatcher.start_slot(cmd.project_id) as start:
+            queued = await self._store.enqueue(
+                cmd,
+                lambda position: Event(
+                    cmd.id, 1, EventType.STATUS, {"status": "queued", "queue_position": position}
+                ),
+                max_queue=self._max_queue,
+                audit=self._audit.entry(
+                    "command.submit",
+                    actor=actor,
+                    target=cmd.id,
+                    project=cmd.project_id,
+                    details={"kind": cmd.kind.value, "argv": _audit_argv(cmd)},
+                ),
+                start=start,
+            )
+            await self._hub.publish(queued.events)  # (none when an identical request came first)
+            if queued.started:
+                self._dispatcher.launch(queued.command)
+        if not queued.created:
             return await self._replay(queued.command, request_hash)
         cmd = queued.command
-        await self._hub.publish([queued.event])
+        if queued.started:
+            return Submitted(cmd, None, created=True)
         await self._dispatcher.notify_queue()
         return Submitted(cmd, queued.position, created=True)
 

@@ -55,7 +55,7 @@ from rdev.domain.models import (
 )
 from rdev.domain.usage import Reported
 from rdev.domain.webhooks import WebhookEvent
-from rdev.ports import CommandFilter, Enqueued, Finish
+from rdev.ports import CommandFilter, Enqueued, Finish, StartNow
 
 if TYPE_CHECKING:
     from rdev.adapters.sql.webhooks import Outbox
@@ -144,6 +144,26 @@ _RUNNING_COUNTS = (
 )
 
 
+def _project_count(*where: Any) -> Any:
+    return select(func.count()).where(c.project_id == bindparam("b_project"), *where)
+
+
+# What a submission needs to know of its project, in one round trip: queued (for the cap),
+# queued at its priority or ahead of it (its position: it joins after every command of the
+# project, see _after_latest), the latest arrival, and running (to start at once).
+_QUEUE_STATE = select(
+    _project_count(c.status == _QUEUED).scalar_subquery().label("queued"),
+    _project_count(c.status == _QUEUED, c.priority_rank <= bindparam("b_rank"))
+    .scalar_subquery()
+    .label("ahead"),
+    select(func.max(c.created_at))
+    .where(c.project_id == bindparam("b_project"))
+    .scalar_subquery()
+    .label("latest"),
+    _project_count(c.status == _RUNNING).scalar_subquery().label("running"),
+)
+
+
 def _candidates(*, exclude: bool) -> Select[Any]:
     """Each project's first `b_per_project` queued commands, in queue order: the claim takes
     from these. Reading per project, not the first N rows overall, is what lets a project with
@@ -165,7 +185,12 @@ def _candidates(*, exclude: bool) -> Select[Any]:
 _CANDIDATES_ALL = _candidates(exclude=False)
 _CANDIDATES_EXCLUDING = _candidates(exclude=True)
 _PROJECT_LOCK = text("SELECT pg_advisory_xact_lock(CAST(:b_ns AS integer), hashtext(:b_project))")
-_LATEST = select(func.max(c.created_at)).where(c.project_id == bindparam("b_project"))
+# a submission that may start at once takes the claims' lock too, after its project's (claims
+# take no project lock, so the order cannot deadlock)
+_PROJECT_AND_CLAIM_LOCKS = text(
+    "SELECT pg_advisory_xact_lock(CAST(:b_ns AS integer), hashtext(:b_project)), "
+    "pg_advisory_xact_lock(CAST(:b_claim AS bigint))"
+)
 _IDEMPOTENT = select(commands).where(
     c.key_id == bindparam("b_key"), c.idempotency_key == bindparam("b_idem")
 )
@@ -205,29 +230,57 @@ class SqlCommandStore:
         *,
         max_queue: int,
         audit: AuditEntry | None = None,
+        start: StartNow | None = None,
     ) -> Enqueued:
         sqlite = self._db.is_sqlite
 
         def enqueue(conn: Connection) -> Enqueued:
+            project = {"b_project": command.project_id}
             if not sqlite:
-                conn.execute(_PROJECT_LOCK, {"b_ns": QUEUE_LOCK, "b_project": command.project_id})
+                lock = _PROJECT_LOCK if start is None else _PROJECT_AND_CLAIM_LOCKS
+                conn.execute(lock, {"b_ns": QUEUE_LOCK, "b_claim": CLAIM_LOCK, **project})
             if command.key_id and command.idempotency_key:
                 params = {"b_key": command.key_id, "b_idem": command.idempotency_key}
                 existing = _first(conn.execute(_IDEMPOTENT, params))
                 if existing is not None:
-                    return Enqueued(existing, None, None, created=False)
-            project = {"b_project": command.project_id}
-            if int(conn.execute(_COUNT_QUEUED, project).scalar_one()) >= max_queue:
+                    return Enqueued(existing, None, (), created=False)
+            state = conn.execute(_QUEUE_STATE, {"b_rank": command.priority.rank, **project}).one()
+            if state.queued >= max_queue:
                 raise QueueFull(f"project {command.project_id} has {max_queue} commands queued")
-            cmd = _after_latest(command, utc(conn.execute(_LATEST, project).scalar()))
-            position = int(conn.execute(_AHEAD, _ahead_params(cmd)).scalar_one()) + 1
-            event = first_event(position)
-            conn.execute(_INSERT, _values(cmd))
-            insert_events(conn, [event])
+            cmd = _after_latest(command, utc(state.latest))
+            position = int(state.ahead) + 1
+            events = [first_event(position)]
+            values = _values(cmd)
+            now_running = (
+                start is not None
+                and position == 1
+                and not _at_limit(start.project_limit, int(state.running))
+            )
+            if now_running:
+                assert start is not None
+                cmd = replace(
+                    cmd,
+                    status=CommandStatus.RUNNING,
+                    started_at=start.now,
+                    lease_owner=start.owner,
+                    lease_expires_at=start.lease_until,
+                )
+                values |= {
+                    "status": _RUNNING,
+                    "started_at": start.now,
+                    "lease_owner": start.owner,
+                    "lease_expires_at": start.lease_until,
+                }
+                events.append(started_event(cmd.id))
+            conn.execute(_INSERT, values)
+            insert_events(conn, events)
             if audit is not None:
                 insert_entry(conn, audit)
-            self._outbox.command(conn, WebhookEvent.COMMAND_QUEUED, cmd)
-            return Enqueued(cmd, position, event, created=True)
+            changes = [(WebhookEvent.COMMAND_QUEUED, replace(command, created_at=cmd.created_at))]
+            if now_running:
+                changes.append((WebhookEvent.COMMAND_STARTED, cmd))
+            self._outbox.commands(conn, changes)
+            return Enqueued(cmd, position, tuple(events), created=True, started=now_running)
 
         try:
             enqueued = await self._db.write(enqueue)
@@ -238,7 +291,7 @@ class SqlCommandStore:
             if command.key_id and command.idempotency_key:
                 existing = await self.find_idempotent(command.key_id, command.idempotency_key)
                 if existing is not None:
-                    return Enqueued(existing, None, None, created=False)
+                    return Enqueued(existing, None, (), created=False)
             raise
 
     async def get(self, command_id: str) -> Command | None:
@@ -316,9 +369,16 @@ class SqlCommandStore:
                 )
                 for x in chosen:
                     insert_events(conn, [started_event(x.id)])
-            for x in chosen:
-                started = replace(x, status=CommandStatus.RUNNING, started_at=now)
-                self._outbox.command(conn, WebhookEvent.COMMAND_STARTED, started)
+            self._outbox.commands(
+                conn,
+                [
+                    (
+                        WebhookEvent.COMMAND_STARTED,
+                        replace(x, status=CommandStatus.RUNNING, started_at=now),
+                    )
+                    for x in chosen
+                ],
+            )
             return chosen
 
         chosen = await self._db.write(claim)
@@ -455,6 +515,9 @@ class _NoOutbox:
     """No webhooks (stores built without them, as `rdev migrate` does)."""
 
     def command(self, conn: Connection, event: WebhookEvent, cmd: Command) -> None:
+        pass
+
+    def commands(self, conn: Connection, changes: Sequence[tuple[WebhookEvent, Command]]) -> None:
         pass
 
     def command_finished(self, conn: Connection, command_id: str) -> None:

@@ -14,6 +14,7 @@ import base64
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
@@ -132,24 +133,43 @@ class Outbox:
         self.wake: Callable[[], None] = lambda: None
 
     def stage(self, conn: Connection, what: Occurrence, data: Callable[[], dict[str, Any]]) -> int:
+        return self.stage_all(conn, [(what, data)])
+
+    def stage_all(
+        self,
+        conn: Connection,
+        occurrences: Sequence[tuple[Occurrence, Callable[[], dict[str, Any]]]],
+    ) -> int:
+        """The deliveries of several occurrences of one change, reading the webhooks once."""
+        if not occurrences:
+            return 0
         hooks = [_row_to_webhook(r) for r in conn.execute(_ENABLED)]
         if not hooks:
             return 0
         now = self._clock()
         owners = _keys(conn, {h.owner_key_id for h in hooks})
-        chosen = [h for h in hooks if wants(h, owners.get(h.owner_key_id), what, now)]
-        if not chosen:
-            return 0
-        payload = json.dumps(envelope(what.event, now, data()), separators=(",", ":"))
-        conn.execute(
-            insert(webhook_deliveries),
-            [_new_delivery(h.id, what.event, payload, now) for h in chosen],
-        )
-        self._staged += len(chosen)
-        return len(chosen)
+        rows = []
+        for what, data in occurrences:
+            chosen = [h for h in hooks if wants(h, owners.get(h.owner_key_id), what, now)]
+            if chosen:
+                payload = json.dumps(envelope(what.event, now, data()), separators=(",", ":"))
+                rows += [_new_delivery(h.id, what.event, payload, now) for h in chosen]
+        if rows:
+            conn.execute(insert(webhook_deliveries), rows)
+            self._staged += len(rows)
+        return len(rows)
 
     def command(self, conn: Connection, event: WebhookEvent, cmd: Command) -> None:
-        self.stage(conn, Occurrence(event, project=cmd.project_id), lambda: command_data(cmd))
+        self.commands(conn, [(event, cmd)])
+
+    def commands(self, conn: Connection, changes: Sequence[tuple[WebhookEvent, Command]]) -> None:
+        self.stage_all(
+            conn,
+            [
+                (Occurrence(event, project=cmd.project_id), partial(command_data, cmd))
+                for event, cmd in changes
+            ],
+        )
 
     def command_finished(self, conn: Connection, command_id: str) -> None:
         row = conn.execute(select(commands).where(commands.c.id == command_id)).first()
