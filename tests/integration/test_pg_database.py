@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 
 from rdev.adapters.sql.db import PostgresDatabase
 from rdev.domain.errors import DatabaseUnavailable
@@ -64,6 +65,45 @@ async def test_other_writes_stay_one_transaction(database: PostgresDatabase) -> 
     with pytest.raises(RuntimeError):
         await database.write(insert_then_fail)
     assert await database.read(lambda c: c.execute(text("SELECT count(*) FROM t_rt")).scalar()) == 0
+
+
+async def test_a_failed_statement_rolls_its_transaction_back_and_leaves_the_connection_clean(
+    pg_url: str,
+) -> None:
+    """The pool's one connection is used again at once: the failed transaction is gone."""
+    db = PostgresDatabase(pg_url, pool_size=1)
+    try:
+        await db.write(lambda c: c.execute(text("CREATE TABLE IF NOT EXISTS t_uq (n int UNIQUE)")))
+        await db.write(lambda c: c.execute(text("TRUNCATE t_uq")))
+
+        def insert_twice(conn: Connection) -> None:
+            conn.execute(text("INSERT INTO t_uq VALUES (1)"))
+            conn.execute(text("INSERT INTO t_uq VALUES (1)"))
+
+        with pytest.raises(IntegrityError):
+            await db.write(insert_twice)
+        assert await db.read(_select_then_status) is TransactionStatus.IDLE
+        await db.write(lambda c: c.execute(text("INSERT INTO t_uq VALUES (2)")))
+        rows = await db.read(lambda c: c.execute(text("SELECT n FROM t_uq")).all())
+        assert [tuple(r) for r in rows] == [(2,)]
+    finally:
+        await db.close()
+
+
+async def test_migrations_run_on_a_connection_of_their_own(pg_url: str) -> None:
+    """Migrating needs a real transaction (the advisory lock is held to its end): it does not
+    borrow one of the pool's connections, which stay in autocommit."""
+    db = PostgresDatabase(pg_url, pool_size=1)
+    try:
+        await db.migrate()
+        await db.migrate()  # at head already: nothing to do, no error
+        assert await db.read(_select_then_status) is TransactionStatus.IDLE
+        revision = await db.read(
+            lambda c: c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        )
+        assert revision
+    finally:
+        await db.close()
 
 
 async def _end_sessions(pg_url: str) -> int:
