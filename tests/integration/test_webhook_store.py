@@ -29,7 +29,7 @@ from rdev.domain.models import (
     Scope,
 )
 from rdev.domain.webhooks import Attempt, DeliveryStatus, Webhook, WebhookEvent
-from rdev.ports import Finish
+from rdev.ports import Finish, StartNow
 from tests.support import at_revision
 
 NOW = datetime.now(UTC)
@@ -95,6 +95,29 @@ async def test_a_rolled_back_change_leaves_no_delivery(store: Store) -> None:
         await store.commands.enqueue(command("c2"), lambda _p: first("c2"), max_queue=1)
     ids = [b["data"].get("command_id") for _, b in await events_of(store, "wh_all")]
     assert "c1" in ids and "c2" not in ids
+
+
+async def test_a_command_started_at_submission_is_reported_queued_then_started(
+    store: Store,
+) -> None:
+    """One transaction, two occurrences: each webhook that wants them gets both, in order."""
+    await setup(store)
+    now = datetime.now(UTC)
+    start = StartNow(owner="r", now=now, lease_until=now + timedelta(minutes=1), project_limit=1)
+    for cid, project in (("c1", "a"), ("c2", "b")):
+        got = await store.commands.enqueue(
+            command(cid, project), lambda _p, cid=cid: first(cid), max_queue=10, start=start
+        )
+        assert got.started
+    on_all = [(e, b["data"]) for e, b in await events_of(store, "wh_all")]
+    assert [(e, d["command_id"]) for e, d in on_all if e.startswith("command.")] == [
+        ("command.queued", "c1"), ("command.started", "c1"),
+        ("command.queued", "c2"), ("command.started", "c2"),
+    ]  # fmt: skip
+    started = next(d for e, d in on_all if e == "command.started")
+    assert started["started_at"] == now.isoformat()
+    on_b = [(e, b["data"]["command_id"]) for e, b in await events_of(store, "wh_b_filter")]
+    assert on_b == [("command.queued", "c2"), ("command.started", "c2")]
 
 
 async def test_start_and_finish_report_duration_exit_code_claude_and_truncation(

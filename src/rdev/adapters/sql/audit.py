@@ -34,7 +34,7 @@ _INSERT = insert(audit_log)
 _CURSOR = re.compile(r"[0-9]{1,18}")  # an id, within a signed 64-bit integer
 
 
-def _row(entry: AuditEntry) -> dict[str, Any]:
+def entry_row(entry: AuditEntry) -> dict[str, Any]:
     return {
         "at": utc(entry.at),
         "action": entry.action,
@@ -50,7 +50,7 @@ def _row(entry: AuditEntry) -> dict[str, Any]:
 
 def insert_entry(conn: Connection, entry: AuditEntry) -> None:
     """Write an entry within another store's transaction (a command and its submit entry)."""
-    conn.execute(_INSERT, _row(entry))
+    conn.execute(_INSERT, entry_row(entry))
 
 
 class SqlAuditLog:
@@ -58,7 +58,7 @@ class SqlAuditLog:
         self._db = db
 
     async def append(self, entry: AuditEntry) -> None:
-        row = _row(entry)
+        row = entry_row(entry)
         await self._db.write(lambda conn: conn.execute(_INSERT, row), one_statement=True)
 
     async def list(self, flt: AuditFilter) -> Page[AuditEntry]:

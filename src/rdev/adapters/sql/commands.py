@@ -35,11 +35,13 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import BindParameter
 
-from rdev.adapters.sql.audit import insert_entry
+from rdev.adapters.sql.audit import entry_row, insert_entry
 from rdev.adapters.sql.db import CLAIM_LOCK, QUEUE_LOCK, Database, utc
-from rdev.adapters.sql.events import insert_events
-from rdev.adapters.sql.tables import commands
+from rdev.adapters.sql.events import events_row, insert_events
+from rdev.adapters.sql.tables import audit_log, commands
+from rdev.adapters.sql.tables import events as events_t
 from rdev.adapters.sql.usage import baseline, from_json, insert_usage, usage_json
+from rdev.adapters.sql.webhooks import ENABLED
 from rdev.domain.errors import InvalidInput, QueueFull
 from rdev.domain.lifecycle import started_event
 from rdev.domain.models import (
@@ -58,7 +60,7 @@ from rdev.domain.webhooks import WebhookEvent
 from rdev.ports import CommandFilter, Enqueued, Finish, StartNow
 
 if TYPE_CHECKING:
-    from rdev.adapters.sql.webhooks import Outbox
+    from rdev.adapters.sql.webhooks import Outbox  # (one built by bootstrap, or none)
 
 c = commands.c
 _TICK = timedelta(microseconds=1)  # the finest step both databases store
@@ -250,7 +252,7 @@ class SqlCommandStore:
             cmd = _after_latest(command, utc(state.latest))
             position = int(state.ahead) + 1
             events = [first_event(position)]
-            values = _values(cmd)
+            changes = [(WebhookEvent.COMMAND_QUEUED, cmd)]
             now_running = (
                 start is not None
                 and position == 1
@@ -258,28 +260,10 @@ class SqlCommandStore:
             )
             if now_running:
                 assert start is not None
-                cmd = replace(
-                    cmd,
-                    status=CommandStatus.RUNNING,
-                    started_at=start.now,
-                    lease_owner=start.owner,
-                    lease_expires_at=start.lease_until,
-                )
-                values |= {
-                    "status": _RUNNING,
-                    "started_at": start.now,
-                    "lease_owner": start.owner,
-                    "lease_expires_at": start.lease_until,
-                }
+                cmd = _started_by(cmd, start)
                 events.append(started_event(cmd.id))
-            conn.execute(_INSERT, values)
-            insert_events(conn, events)
-            if audit is not None:
-                insert_entry(conn, audit)
-            changes = [(WebhookEvent.COMMAND_QUEUED, replace(command, created_at=cmd.created_at))]
-            if now_running:
                 changes.append((WebhookEvent.COMMAND_STARTED, cmd))
-            self._outbox.commands(conn, changes)
+            self._insert(conn, cmd, events, audit, changes)
             return Enqueued(cmd, position, tuple(events), created=True, started=now_running)
 
         try:
@@ -293,6 +277,26 @@ class SqlCommandStore:
                 if existing is not None:
                     return Enqueued(existing, None, (), created=False)
             raise
+
+    def _insert(
+        self,
+        conn: Connection,
+        cmd: Command,
+        events: Sequence[Event],
+        audit: AuditEntry | None,
+        changes: Sequence[tuple[WebhookEvent, Command]],
+    ) -> None:
+        """A new command with its first events, its audit entry and its webhook deliveries."""
+        values = _values(cmd)
+        if self._db.is_sqlite:  # statements cost microseconds here: one each
+            conn.execute(_INSERT, values)
+            insert_events(conn, events)
+            if audit is not None:
+                insert_entry(conn, audit)
+            self._outbox.commands(conn, changes)
+        else:  # round trips cost here: the inserts and the webhooks' read are one statement
+            enabled = conn.execute(_insert_all(values, events, audit)).all()
+            self._outbox.commands(conn, changes, enabled=enabled)
 
     async def get(self, command_id: str) -> Command | None:
         return await self._db.read(lambda conn: _first(conn.execute(_BY_ID, {"b_id": command_id})))
@@ -511,13 +515,33 @@ class SqlCommandStore:
         return await self._db.read(lambda conn: baseline(conn, project_id, session_id, before))
 
 
+def _insert_all(
+    values: dict[str, Any], events: Sequence[Event], audit: AuditEntry | None
+) -> Select[Any]:
+    """PostgreSQL: a command, its first events and its audit entry inserted by one statement
+    (data-modifying CTEs), which reads the enabled webhooks for the outbox too."""
+    ctes = [
+        insert(commands).values(values).cte("new_command"),
+        insert(events_t).values(events_row(events)).cte("new_events"),
+    ]
+    if audit is not None:
+        ctes.append(insert(audit_log).values(entry_row(audit)).cte("new_audit"))
+    return ENABLED.add_cte(*ctes)
+
+
 class _NoOutbox:
     """No webhooks (stores built without them, as `rdev migrate` does)."""
 
     def command(self, conn: Connection, event: WebhookEvent, cmd: Command) -> None:
         pass
 
-    def commands(self, conn: Connection, changes: Sequence[tuple[WebhookEvent, Command]]) -> None:
+    def commands(
+        self,
+        conn: Connection,
+        changes: Sequence[tuple[WebhookEvent, Command]],
+        *,
+        enabled: Sequence[Any] | None = None,
+    ) -> None:
         pass
 
     def command_finished(self, conn: Connection, command_id: str) -> None:
@@ -547,7 +571,21 @@ def _values(command: Command) -> dict[str, Any]:
         "output_bytes": 0,
         "truncated": False,
         "on_output_limit": command.on_output_limit.value,
+        "started_at": command.started_at,
+        "lease_owner": command.lease_owner,
+        "lease_expires_at": command.lease_expires_at,
     }
+
+
+def _started_by(command: Command, start: StartNow) -> Command:
+    """A command started at once (in its submission's transaction), leased to `start.owner`."""
+    return replace(
+        command,
+        status=CommandStatus.RUNNING,
+        started_at=start.now,
+        lease_owner=start.owner,
+        lease_expires_at=start.lease_until,
+    )
 
 
 def _ahead_params(command: Command) -> dict[str, Any]:

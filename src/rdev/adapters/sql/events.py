@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -70,16 +71,20 @@ _OUTPUT_ROWS = (
 )
 
 
+def events_row(batch: Sequence[Event]) -> dict[str, Any]:
+    """The row that stores a non-empty batch of one command's consecutive events."""
+    return {
+        "command_id": batch[0].command_id,
+        "seq_start": batch[0].seq,
+        "seq_end": batch[-1].seq,
+        "body": _body(batch),
+        "created_at": datetime.now(UTC),
+    }
+
+
 def insert_events(conn: Connection, batch: Sequence[Event]) -> None:
     if batch:
-        row = {
-            "command_id": batch[0].command_id,
-            "seq_start": batch[0].seq,
-            "seq_end": batch[-1].seq,
-            "body": _body(batch),
-            "created_at": datetime.now(UTC),
-        }
-        conn.execute(_INSERT, row)
+        conn.execute(_INSERT, events_row(batch))
 
 
 def _decode(

@@ -40,7 +40,7 @@ from rdev.domain.webhooks import (
 
 w, d, a = webhooks_t.c, webhook_deliveries.c, webhook_attempts.c
 _PENDING = DeliveryStatus.PENDING.value
-_ENABLED = select(webhooks_t).where(w.enabled.is_(True))
+ENABLED = select(webhooks_t).where(w.enabled.is_(True))
 PREFIX_CHARS = 512  # of a receiver's response body, kept per attempt
 
 
@@ -139,21 +139,28 @@ class Outbox:
         self,
         conn: Connection,
         occurrences: Sequence[tuple[Occurrence, Callable[[], dict[str, Any]]]],
+        *,
+        enabled: Sequence[Any] | None = None,
     ) -> int:
-        """The deliveries of several occurrences of one change, reading the webhooks once."""
+        """The deliveries of several occurrences of one change, reading the webhooks once.
+        `enabled`: the rows of `ENABLED`, read already by the change's own statement."""
         if not occurrences:
             return 0
-        hooks = [_row_to_webhook(r) for r in conn.execute(_ENABLED)]
+        rows = conn.execute(ENABLED) if enabled is None else enabled
+        hooks = [_row_to_webhook(r) for r in rows]
         if not hooks:
             return 0
         now = self._clock()
         owners = _keys(conn, {h.owner_key_id for h in hooks})
         rows = []
-        for what, data in occurrences:
+        for i, (what, data) in enumerate(occurrences):
+            # one change's occurrences (queued, then started) keep their order in each
+            # webhook's list and queue: a microsecond apart
+            at = now + timedelta(microseconds=i)
             chosen = [h for h in hooks if wants(h, owners.get(h.owner_key_id), what, now)]
             if chosen:
-                payload = json.dumps(envelope(what.event, now, data()), separators=(",", ":"))
-                rows += [_new_delivery(h.id, what.event, payload, now) for h in chosen]
+                payload = json.dumps(envelope(what.event, at, data()), separators=(",", ":"))
+                rows += [_new_delivery(h.id, what.event, payload, at) for h in chosen]
         if rows:
             conn.execute(insert(webhook_deliveries), rows)
             self._staged += len(rows)
@@ -162,13 +169,20 @@ class Outbox:
     def command(self, conn: Connection, event: WebhookEvent, cmd: Command) -> None:
         self.commands(conn, [(event, cmd)])
 
-    def commands(self, conn: Connection, changes: Sequence[tuple[WebhookEvent, Command]]) -> None:
+    def commands(
+        self,
+        conn: Connection,
+        changes: Sequence[tuple[WebhookEvent, Command]],
+        *,
+        enabled: Sequence[Any] | None = None,
+    ) -> None:
         self.stage_all(
             conn,
             [
                 (Occurrence(event, project=cmd.project_id), partial(command_data, cmd))
                 for event, cmd in changes
             ],
+            enabled=enabled,
         )
 
     def command_finished(self, conn: Connection, command_id: str) -> None:
