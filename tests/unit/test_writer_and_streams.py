@@ -10,9 +10,10 @@ from collections.abc import Sequence
 import pytest
 
 from rdev.adapters.bus.memory import InProcessBus
+from rdev.domain.errors import DatabaseUnavailable
 from rdev.domain.models import Event, EventType, OutputLimitAction
 from rdev.runtime.outputcap import OutputCap
-from rdev.runtime.streams import HubClosed, SlowConsumer, StreamHub
+from rdev.runtime.streams import HubClosed, SlowConsumer, StreamHub, Subscription
 from rdev.runtime.writer import EventWriter
 from tests.fakes import MemoryEventLog, VirtualTimeLoop, run_virtual
 
@@ -153,5 +154,104 @@ def test_an_idle_reader_gets_a_heartbeat_and_shutdown_ends_it() -> None:
         with pytest.raises(HubClosed):
             await sub.next_batch(60)
         assert loop.time() - started < 16  # at once, not after a minute
+
+    run_virtual(main)
+
+
+class SlowReadLog(MemoryEventLog):
+    """Each read takes 10 ms (virtual) and answers from the log as it was when it began."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.fail_reads = 0
+
+    async def read(
+        self, command_id: str, *, after: int, limit: int, decode: bool = True
+    ) -> list[Event]:
+        self.reads += 1
+        snapshot = list(self.events.get(command_id, []))
+        await asyncio.sleep(0.01)
+        if self.fail_reads:
+            self.fail_reads -= 1
+            raise DatabaseUnavailable("database unreachable")
+        return snapshot[after:][:limit]
+
+
+def _line(seq: int) -> Event:
+    return Event(CMD, seq, EventType.OUTPUT, {"line": str(seq), "stream": "stdout"})
+
+
+async def _collect(sub: Subscription, upto: int) -> list[int]:
+    got: list[int] = []
+    for _ in range(20):  # (a lost event would otherwise be waited for forever)
+        batch = await sub.next_batch(1)
+        got += [e.seq for e in batch or []]
+        if got and got[-1] >= upto:
+            break
+    return got
+
+
+@pytest.mark.parametrize("published", ["during the read", "after the read, before next_batch"])
+def test_a_prefetched_first_read_misses_nothing_published_around_it(published: str) -> None:
+    """A new stream reads the log's first page while the command is read: an event stored and
+    published meanwhile (only marked, not buffered, while the reader catches up) still arrives,
+    in order, once."""
+
+    async def main(loop: VirtualTimeLoop) -> None:
+        log = SlowReadLog()
+        hub = StreamHub(log, InProcessBus(), replica="r1")
+        await log.append([_line(1)])
+        sub = hub.subscribe(CMD, after=0)
+        sub.prefetch()
+        await asyncio.sleep(0.005 if published == "during the read" else 0.02)
+        await log.append([_line(2)])
+        await hub.publish([_line(2)])
+        await asyncio.sleep(0.02)  # the caller's own read
+        assert await _collect(sub, 2) == [1, 2]
+        await log.append([_line(3)])
+        await hub.publish([_line(3)])
+        assert await _collect(sub, 3) == [3]  # live from here
+        sub.close()
+
+    run_virtual(main)
+
+
+def test_a_prefetch_is_read_once_and_a_closed_stream_cancels_its_own() -> None:
+    async def main(loop: VirtualTimeLoop) -> None:
+        log = SlowReadLog()
+        hub = StreamHub(log, InProcessBus(), replica="r1")
+        await log.append([_line(1)])
+        sub = hub.subscribe(CMD, after=0)
+        sub.prefetch()
+        sub.prefetch()  # a second call starts no second read
+        assert await _collect(sub, 1) == [1]
+        assert log.reads == 1
+        sub.close()
+        gone = hub.subscribe(CMD, after=0)
+        gone.prefetch()
+        gone.close()  # the caller was refused (not its command): the read is dropped
+        await asyncio.sleep(0.05)
+        assert hub.readers(CMD) == 0 and log.reads == 1  # cancelled before it began
+
+    run_virtual(main)
+
+
+def test_a_prefetch_that_fails_is_a_heartbeat_then_read_again() -> None:
+    async def main(loop: VirtualTimeLoop) -> None:
+        log = SlowReadLog()
+        log.fail_reads = 1
+        hub = StreamHub(log, InProcessBus(), replica="r1")
+        await log.append([_line(1)])
+        sub = hub.subscribe(CMD, after=0)
+        sub.prefetch()
+        assert await sub.next_batch(0.5) is None  # the database was away: the stream stays
+        assert await _collect(sub, 1) == [1]
+        sub.close()
+        closed = hub.subscribe(CMD, after=0)
+        log.fail_reads = 1
+        closed.prefetch()
+        await asyncio.sleep(0.05)  # fails with nobody reading it: no "never retrieved" error
+        closed.close()
 
     run_virtual(main)

@@ -82,6 +82,12 @@ class Alarms:
                 waiter.set_result(None)
 
 
+def _retrieved(task: asyncio.Task[list[Event]]) -> None:
+    """A prefetch whose stream closed before reading it: its error was nobody's to hear."""
+    if not task.cancelled():
+        task.exception()
+
+
 class Subscription:
     """One reader's place in one command's events. Ten thousand idle readers are ten thousand of
     these, so it stays small: a list for the buffer and no asyncio.Event (a deque each); the
@@ -89,6 +95,7 @@ class Subscription:
 
     __slots__ = (
         "_hub",
+        "_prefetch",
         "_waiter",
         "buffer",
         "catching_up",
@@ -102,6 +109,7 @@ class Subscription:
     def __init__(self, hub: StreamHub, command_id: str, after: int, limit: int) -> None:
         self._hub = hub
         self._waiter: asyncio.Future[None] | None = None
+        self._prefetch: asyncio.Task[list[Event]] | None = None
         self.command_id = command_id
         self.last = after
         self.limit = limit
@@ -131,6 +139,15 @@ class Subscription:
         self.dirty = True
         self.wake()
 
+    def prefetch(self) -> None:
+        """Begin the first read of the log now, alongside whatever the caller awaits next
+        (the command's own read, for a new stream): one round trip fewer before its first
+        events. Anything published after this point marks the subscription dirty as usual."""
+        if self._prefetch is None and self.catching_up:
+            self.dirty = False
+            self._prefetch = asyncio.get_running_loop().create_task(self._read_log())
+            self._prefetch.add_done_callback(_retrieved)
+
     async def _read_log(self) -> list[Event]:
         events = await self._hub.log.read(
             self.command_id, after=self.last, limit=_PAGE, decode=False
@@ -146,9 +163,11 @@ class Subscription:
         if self.overflowed:
             raise SlowConsumer
         if self.catching_up or self.dirty:
-            self.dirty = False
+            prefetched, self._prefetch = self._prefetch, None
+            if prefetched is None:
+                self.dirty = False  # (a prefetch cleared it when it began to read)
             try:
-                events = await self._read_log()
+                events = await (self._read_log() if prefetched is None else prefetched)
             except DatabaseUnavailable:
                 self.dirty = True  # read again next time
                 await self._wait(wait_seconds)
@@ -186,6 +205,9 @@ class Subscription:
             self._waiter = None
 
     def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.cancel()
+            self._prefetch = None
         self._hub._remove(self)
 
 

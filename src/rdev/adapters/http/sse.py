@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from rdev.domain.errors import InvalidEventId
 from rdev.domain.models import Event, EventType
 from rdev.domain.text import utf8
-from rdev.runtime.streams import HubClosed, SlowConsumer, StreamHub
+from rdev.runtime.streams import HubClosed, SlowConsumer, StreamHub, Subscription
 
 FINAL = "final"
 _SEQ = re.compile(r"[0-9]{1,12}")
@@ -120,11 +120,13 @@ class SseResponse(Response):
     def __init__(
         self, greeting: str, *, hub: StreamHub, command_id: str, after: int | None,
         heartbeat: float, release: Callable[[], None] | None = None, status_code: int = 200,
-        on_sent: Callable[[int], None] | None = None,
+        on_sent: Callable[[int], None] | None = None, subscription: Subscription | None = None,
     ) -> None:  # fmt: skip
         """`after`: the sequence number to resume after; None: the greeting is the whole stream
         (it may then hold a `complete` built from the command's row: see StreamHub.resume).
         `release` is called once the stream has ended, however it ends (its capacity slot).
+        `subscription`: one made already, at `after` (its first read may be under way); the
+        stream closes it when it ends, however it ends.
         (`status_code` with its default is what FastAPI reads to document the response.)"""
         self.status_code = status_code
         self.background = None
@@ -136,11 +138,14 @@ class SseResponse(Response):
         self._heartbeat = heartbeat
         self._release = release
         self._on_sent = on_sent  # told the number of events of each batch sent (metrics)
+        self._subscription = subscription
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self._stream(receive, send)
         finally:
+            if self._subscription is not None:
+                self._subscription.close()
             if self._release is not None:
                 self._release()
 
@@ -154,7 +159,7 @@ class SseResponse(Response):
         self._greeting = ""  # sent; not held for the life of the stream
         loop = asyncio.get_running_loop()
         probe_at = loop.time() + self._heartbeat
-        sub = self._hub.subscribe(self._command_id, after=self._after)
+        sub = self._subscription or self._hub.subscribe(self._command_id, after=self._after)
         try:
             while True:
                 try:

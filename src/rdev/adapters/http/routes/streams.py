@@ -21,6 +21,7 @@ from rdev.adapters.http.responses import StreamTokenResponse
 from rdev.adapters.http.state import HttpServices
 from rdev.domain.errors import InvalidInput, NotFound, Unauthenticated
 from rdev.domain.models import Command, EventType, Scope
+from rdev.runtime.streams import Subscription
 
 twins = APIRouter(tags=["streams"], responses=KEYED)
 router = APIRouter(tags=["streams"])
@@ -64,8 +65,20 @@ async def _key_or_token(request: Request, svc: HttpServices, scope: Scope) -> Ca
 
 
 async def _command_stream(request: Request, caller: Caller, svc: HttpServices) -> Response:
-    cmd = await svc.commands.get(caller.key, request.path_params["command_id"])
-    return await _respond(svc, cmd, request, caller.key.id)
+    command_id = request.path_params["command_id"]
+    early = None
+    if _resume_point(request) is None and command_id.startswith("cmd_"):
+        # a new stream: subscribe now and read the log's first page alongside the command's
+        # own read (nothing is sent before the caller is known to see the command)
+        early = svc.streams.subscribe(command_id, after=0)
+        early.prefetch()
+    try:
+        cmd = await svc.commands.get(caller.key, command_id)
+        return await _respond(svc, cmd, request, caller.key.id, early)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
 
 
 async def _project_stream(request: Request, caller: Caller, svc: HttpServices) -> Response:
@@ -79,11 +92,20 @@ async def _project_stream(request: Request, caller: Caller, svc: HttpServices) -
     return await _respond(svc, cmd, request, caller.key.id)
 
 
-async def _respond(svc: HttpServices, cmd: Command, request: Request, key_id: str) -> Response:
+def _resume_point(request: Request) -> str | None:
     given = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    start = await svc.streams.resume(
-        cmd, sse.parse_last_event_id(given[:200] if given else None, cmd.id)
-    )
+    return given[:200] if given else None
+
+
+async def _respond(
+    svc: HttpServices, cmd: Command, request: Request, key_id: str,
+    early: Subscription | None = None,
+) -> Response:  # fmt: skip
+    """`early`: the stream's subscription at 0, made before the command was read."""
+    start = await svc.streams.resume(cmd, sse.parse_last_event_id(_resume_point(request), cmd.id))
+    if early is not None and (start.ended or start.final is not None or start.after != 0):
+        early.close()  # the stream does not tail from the start
+        early = None
     if start.ended:
         return Response(status_code=204, headers={"Cache-Control": "no-cache"})
     greeting = f"retry: {sse.RETRY_MS}\n" + sse.bare(
@@ -99,6 +121,7 @@ async def _respond(svc: HttpServices, cmd: Command, request: Request, key_id: st
     return sse.SseResponse(
         greeting, hub=svc.streams, command_id=cmd.id, after=after,
         heartbeat=svc.heartbeat_seconds, release=release, on_sent=svc.metrics.events_sent,
+        subscription=early,
     )  # fmt: skip
 
 
