@@ -5,15 +5,18 @@ Baseline, interleaved in the same run: `asyncio.create_subprocess_exec("echo", "
 process until its first stdout byte. The overhead is rdev's median minus the baseline's median
 (target <= 5 ms); the p99s are reported alongside.
 
+The client that times rdev is bench/_rawhttp.py (one keep-alive connection for the POSTs, one for
+the streams, one write per request): what it measures is the server. The same runs are also
+made with httpx, interleaved, and printed beside them; the difference is httpx's own work per
+request, which on a small VM after each run's pause is milliseconds (see bench/_rawhttp.py).
+
 That baseline forks (uvloop's spawn), which costs ~10 ms more in a process of this size than
 the vfork spawn rdev's local backend uses (`rdev.adapters.local.process.start_process`). So a
 second, stricter baseline is measured too: that same function called directly in this process.
-rdev minus it is rdev's own cost (HTTP, SQL, dispatch, event log, hub, SSE, and the httpx
-client), and is printed next to the verdict. Runs are 20 ms apart so one run's tail work
-(finishing the command) does not land in the next measurement. The client is one keep-alive
-httpx client, so its own per-request cost (a few hundred microseconds) is part of rdev's
-figure. `--trace` adds an in-process breakdown of the awaited store/backend calls
-(bench/_trace.py)."""
+rdev minus it is rdev's own cost (HTTP, SQL, dispatch, event log, hub, SSE), and is printed
+next to the verdict. Runs are 20 ms apart so one run's tail work (finishing the command) does
+not land in the next measurement. `--trace` adds an in-process breakdown of the awaited
+store/backend calls (bench/_trace.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import time
 import httpx
 
 from bench._common import (
+    PROJECT,
     BenchError,
     Result,
     StreamStats,
@@ -37,15 +41,46 @@ from bench._common import (
     submit,
     verdict,
 )
+from bench._rawhttp import RawConnection
 
 TARGET_MS = 5.0
+ECHO = ["echo", "hi"]
 
 
-async def rdev_once(client: httpx.AsyncClient) -> tuple[float, float, float, float]:
+Timing = tuple[float, float, float, float]
+
+
+async def rdev_once_raw(post: RawConnection, get: RawConnection, auth: dict[str, str]) -> Timing:
+    """rdev_once, timed with the raw client."""
+    t0 = time.perf_counter()
+    status, data = await post.json("POST", f"/projects/{PROJECT}/shell", auth, {"argv": ECHO})
+    posted = time.perf_counter()
+    if status != 201:
+        raise BenchError(f"POST shell: {status} {data}")
+    get.send("GET", f"/commands/{data['data']['command_id']}/events", auth)
+    status, headers = await get.head()
+    opened = time.perf_counter()
+    if status != 200:
+        raise BenchError(f"GET events: {status} {await get.body(headers)!r}")
+    outputs, first, complete = 0, 0.0, 0.0
+    async for chunk in get.chunks(headers):
+        now = time.perf_counter()
+        seen = chunk.count(b"event: output")
+        if seen and not outputs:
+            first = now
+        outputs += seen
+        if b"event: complete" in chunk:
+            complete = now
+    if outputs != 1 or not complete:
+        raise BenchError(f"unexpected stream for echo hi: {outputs} outputs")
+    return tuple((t - t0) * 1000 for t in (posted, opened, first, complete))  # type: ignore[return-value]
+
+
+async def rdev_once(client: httpx.AsyncClient) -> Timing:
     """Milliseconds from just before POST to: the 201, the SSE response, the first output, and
     `complete`."""
     t0 = time.perf_counter()
-    command_id = await submit(client, ["echo", "hi"])
+    command_id = await submit(client, ECHO)
     posted = time.perf_counter()
     stats = await read_stream(client, command_id, StreamStats())
     if stats.outputs != 1 or stats.first_output_at is None or stats.complete_at is None:
@@ -102,37 +137,42 @@ async def bench(args: argparse.Namespace) -> Result:
     async with server(db=args.db) as srv:
         print("  " + srv.describe())
         client = srv.client()
+        auth = {"Authorization": f"Bearer {srv.key}"}
+        post, get = [await RawConnection.open("127.0.0.1", srv.port) for _ in range(2)]
         cwd = str(srv.workspaces / "demo")
         for _ in range(5):  # warm up: connections, caches, code paths
+            await rdev_once_raw(post, get, auth)
             await rdev_once(client)
             await direct_once()
             await own_spawn_once(cwd)
-        posts: list[float] = []
-        opens: list[float] = []
-        firsts: list[float] = []
-        completes: list[float] = []
+        raw: list[Timing] = []
+        via_httpx: list[Timing] = []
         directs: list[float] = []
         owns: list[float] = []
-        for _ in range(runs):
-            post, opened, first, complete = await rdev_once(client)
-            posts.append(post)
-            opens.append(opened)
-            firsts.append(first)
-            completes.append(complete)
-            await asyncio.sleep(0.02)
-            directs.append(await direct_once())
-            await asyncio.sleep(0.02)
-            owns.append(await own_spawn_once(cwd))
-            await asyncio.sleep(0.02)
+        try:
+            for _ in range(runs):
+                raw.append(await rdev_once_raw(post, get, auth))
+                await asyncio.sleep(0.02)
+                via_httpx.append(await rdev_once(client))
+                await asyncio.sleep(0.02)
+                directs.append(await direct_once())
+                await asyncio.sleep(0.02)
+                owns.append(await own_spawn_once(cwd))
+                await asyncio.sleep(0.02)
+        finally:
+            for conn in (post, get):
+                await conn.close()
+    firsts = [r[2] for r in raw]
     overhead = median(firsts) - median(directs)
     p99_overhead = percentile(firsts, 99) - percentile(directs, 99)
-    print(f"  POST -> 201                 {_dist(posts)}")
-    print(f"  POST -> SSE response        {_dist(opens)}")
-    print(f"  POST -> first output event  {_dist(firsts)}")
-    print(f"  POST -> complete event      {_dist(completes)}")
+    for label, timings in (("raw client", raw), ("httpx", via_httpx)):
+        print(f"  {label}:")
+        for i, what in enumerate(("201", "SSE response", "first output event", "complete event")):
+            print(f"    POST -> {what:<20} {_dist([t[i] for t in timings])}")
     print(f"  direct spawn -> first byte  {_dist(directs)}  (baseline: asyncio, uvloop)")
     print(f"  rdev's spawn -> first byte  {_dist(owns)}  (its local backend's, called directly)")
     own_overhead = median(firsts) - median(owns)
+    httpx_overhead = median([t[2] for t in via_httpx]) - median(directs)
     if args.trace:
         from bench._trace import trace_latency
 
@@ -143,7 +183,7 @@ async def bench(args: argparse.Namespace) -> Result:
         f"baseline median {median(directs):.2f} ms (p99 {percentile(directs, 99):.2f} ms), "
         f"overhead median {overhead:.2f} ms, p99 {p99_overhead:.2f} ms "
         f"(target median <= {TARGET_MS:g} ms){verdict(met)}; against rdev's own spawn "
-        f"{own_overhead:.2f} ms"
+        f"{own_overhead:.2f} ms; timed with httpx {httpx_overhead:.2f} ms"
     )
     print(line)
     return Result(
@@ -159,6 +199,7 @@ async def bench(args: argparse.Namespace) -> Result:
             "overhead_p99_ms": p99_overhead,
             "own_spawn_median_ms": median(owns),
             "overhead_vs_own_spawn_ms": own_overhead,
+            "overhead_httpx_median_ms": httpx_overhead,
         },
     )
 

@@ -4,6 +4,7 @@ a pooled connection is pinged before use only after it has been idle."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -12,7 +13,7 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from rdev.adapters.sql.db import PostgresDatabase
+from rdev.adapters.sql.db import CLAIM_LOCK, PostgresDatabase, project_lock
 from rdev.domain.errors import DatabaseUnavailable
 
 
@@ -86,6 +87,41 @@ async def test_a_failed_statement_rolls_its_transaction_back_and_leaves_the_conn
         await db.write(lambda c: c.execute(text("INSERT INTO t_uq VALUES (2)")))
         rows = await db.read(lambda c: c.execute(text("SELECT n FROM t_uq")).all())
         assert [tuple(r) for r in rows] == [(2,)]
+    finally:
+        await db.close()
+
+
+async def test_a_writes_advisory_locks_are_taken_with_its_begin_and_held_to_its_end(
+    pg_url: str,
+) -> None:
+    """Another session cannot take them while the operation runs, and can once it is over;
+    a project's lock key is a signed 32-bit integer whatever the id."""
+    db = PostgresDatabase(pg_url, pool_size=1)
+    locks = [project_lock("p-\u00e9\u00e9"), (CLAIM_LOCK,)]
+    for lock in [*locks, project_lock(""), project_lock("x" * 200)]:
+        assert all(-(2**31) <= k < 2**31 for k in lock[1:])
+
+    async def others_can_take(lock: tuple[int, ...]) -> bool:
+        async with await psycopg.AsyncConnection.connect(_dsn(pg_url), autocommit=True) as other:
+            keys = ", ".join(str(k) for k in lock)
+            cur = await other.execute(f"SELECT pg_try_advisory_lock({keys})")
+            row = await cur.fetchone()
+            assert row is not None
+            if row[0]:
+                await other.execute(f"SELECT pg_advisory_unlock({keys})")
+            return bool(row[0])
+
+    try:
+
+        def held(conn: Connection) -> TransactionStatus:
+            conn.execute(text("SELECT pg_sleep(0.3)"))
+            return _status(conn)
+
+        task = asyncio.create_task(db.write(held, locks=locks))
+        await asyncio.sleep(0.15)  # inside the operation
+        assert [await others_can_take(lock) for lock in locks] == [False, False]
+        assert await task is TransactionStatus.INTRANS
+        assert [await others_can_take(lock) for lock in locks] == [True, True]
     finally:
         await db.close()
 

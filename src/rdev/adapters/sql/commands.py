@@ -29,14 +29,13 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import BindParameter
 
 from rdev.adapters.sql.audit import entry_row, insert_entry
-from rdev.adapters.sql.db import CLAIM_LOCK, QUEUE_LOCK, Database, utc
+from rdev.adapters.sql.db import CLAIM_LOCK, Database, project_lock, utc
 from rdev.adapters.sql.events import events_row, insert_events
 from rdev.adapters.sql.tables import audit_log, commands
 from rdev.adapters.sql.tables import events as events_t
@@ -186,13 +185,6 @@ def _candidates(*, exclude: bool) -> Select[Any]:
 
 _CANDIDATES_ALL = _candidates(exclude=False)
 _CANDIDATES_EXCLUDING = _candidates(exclude=True)
-_PROJECT_LOCK = text("SELECT pg_advisory_xact_lock(CAST(:b_ns AS integer), hashtext(:b_project))")
-# a submission that may start at once takes the claims' lock too, after its project's (claims
-# take no project lock, so the order cannot deadlock)
-_PROJECT_AND_CLAIM_LOCKS = text(
-    "SELECT pg_advisory_xact_lock(CAST(:b_ns AS integer), hashtext(:b_project)), "
-    "pg_advisory_xact_lock(CAST(:b_claim AS bigint))"
-)
 _IDEMPOTENT = select(commands).where(
     c.key_id == bindparam("b_key"), c.idempotency_key == bindparam("b_idem")
 )
@@ -234,13 +226,8 @@ class SqlCommandStore:
         audit: AuditEntry | None = None,
         start: StartNow | None = None,
     ) -> Enqueued:
-        sqlite = self._db.is_sqlite
-
         def enqueue(conn: Connection) -> Enqueued:
             project = {"b_project": command.project_id}
-            if not sqlite:
-                lock = _PROJECT_LOCK if start is None else _PROJECT_AND_CLAIM_LOCKS
-                conn.execute(lock, {"b_ns": QUEUE_LOCK, "b_claim": CLAIM_LOCK, **project})
             if command.key_id and command.idempotency_key:
                 params = {"b_key": command.key_id, "b_idem": command.idempotency_key}
                 existing = _first(conn.execute(_IDEMPOTENT, params))
@@ -266,8 +253,14 @@ class SqlCommandStore:
             self._insert(conn, cmd, events, audit, changes)
             return Enqueued(cmd, position, tuple(events), created=True, started=now_running)
 
+        # one enqueue of the project at a time, across replicas; one that may start at once
+        # takes the claims' lock too, after its project's (claims take no project lock, so the
+        # order cannot deadlock)
+        locks = [project_lock(command.project_id)]
+        if start is not None:
+            locks.append((CLAIM_LOCK,))
         try:
-            enqueued = await self._db.write(enqueue)
+            enqueued = await self._db.write(enqueue, locks=locks)
             self._outbox.flush()
             return enqueued
         except IntegrityError:
@@ -344,11 +337,8 @@ class SqlCommandStore:
     ) -> list[Command]:
         if slots <= 0:
             return []
-        sqlite = self._db.is_sqlite
 
         def claim(conn: Connection) -> list[Command]:
-            if not sqlite:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
             running = Counter({pid: int(n) for pid, n in conn.execute(_RUNNING_COUNTS)})
             full = [pid for pid, n in running.items() if _at_limit(project_limit(pid), n)]
             query = _CANDIDATES_EXCLUDING if full else _CANDIDATES_ALL
@@ -385,7 +375,7 @@ class SqlCommandStore:
             )
             return chosen
 
-        chosen = await self._db.write(claim)
+        chosen = await self._db.write(claim, locks=[(CLAIM_LOCK,)])
         self._outbox.flush()
         return [
             replace(x, status=CommandStatus.RUNNING, started_at=now, lease_owner=owner)

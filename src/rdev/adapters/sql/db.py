@@ -29,7 +29,8 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -54,6 +55,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7_270_001  # pg advisory lock id: one replica migrates at a time
 CLAIM_LOCK = 7_270_002  # pg advisory lock id: queue claims are serialised across replicas
 QUEUE_LOCK = 7_270_003  # pg advisory lock class (with the project's hash): one enqueue at a time
+# A PostgreSQL advisory transaction lock's key: one bigint, or two integers.
+AdvisoryLock = tuple[int] | tuple[int, int]
 _BUSY_TIMEOUT_MS = 30_000  # how long a worker thread waits for another process's lock
 _CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints while writes go on
 _CONNECT_TIMEOUT = 5  # seconds: an unreachable server is an outage, not a hung request
@@ -78,10 +81,19 @@ class Database:
     async def read(self, op: Op[T]) -> T:
         raise NotImplementedError
 
-    async def write(self, op: Op[T], *, slow: bool = False, one_statement: bool = False) -> T:
+    async def write(
+        self,
+        op: Op[T],
+        *,
+        slow: bool = False,
+        one_statement: bool = False,
+        locks: Sequence[AdvisoryLock] = (),
+    ) -> T:
         """`slow`: the operation may touch many rows (on SQLite it then runs in a thread).
         `one_statement`: it issues exactly one statement, atomic by itself (on PostgreSQL it
-        then runs in autocommit: one round trip instead of three)."""
+        then runs in autocommit: one round trip instead of three). `locks`: advisory locks
+        the transaction takes, in order, before the operation runs (PostgreSQL: sent with its
+        BEGIN, one round trip; SQLite serialises every write anyway)."""
         raise NotImplementedError
 
     async def migrate(self) -> None:
@@ -96,6 +108,22 @@ class Database:
 
     async def close(self) -> None:
         raise NotImplementedError
+
+
+def project_lock(project_id: str) -> AdvisoryLock:
+    """The advisory lock that serialises one project's enqueues (a CRC-32 of its id, in the
+    signed range of PostgreSQL's integer)."""
+    key = zlib.crc32(project_id.encode())
+    return (QUEUE_LOCK, key - (1 << 32) if key >= 1 << 31 else key)
+
+
+def _begin(locks: Sequence[AdvisoryLock]) -> str:
+    """BEGIN and the locks as one query (the simple protocol runs several statements in one
+    round trip when there are no parameters: the keys are integers written in)."""
+    taken = [
+        f"SELECT pg_advisory_xact_lock({', '.join(str(int(k)) for k in lock)})" for lock in locks
+    ]
+    return "; ".join(["BEGIN", *taken])
 
 
 def open_database(url: str, *, pool_size: int = 10) -> Database:
@@ -186,10 +214,19 @@ class PostgresDatabase(Database):
         one but a BEGIN and a ROLLBACK round trip."""
         return await self._run(op)
 
-    async def write(self, op: Op[T], *, slow: bool = False, one_statement: bool = False) -> T:
+    async def write(
+        self,
+        op: Op[T],
+        *,
+        slow: bool = False,
+        one_statement: bool = False,
+        locks: Sequence[AdvisoryLock] = (),
+    ) -> T:
         """A write whose connection is lost at commit may or may not have been stored: callers
         that retry after DatabaseUnavailable make their writes idempotent (see events.append)."""
-        return await self._run(op if one_statement else partial(_pg_transaction, op=op))
+        if one_statement and not locks:
+            return await self._run(op)
+        return await self._run(partial(_pg_transaction, op=op, begin=_begin(locks)))
 
     async def _run(self, op: Op[T]) -> T:
         try:
@@ -261,10 +298,16 @@ def _transaction(conn: Connection, op: Op[T], begin: str) -> T:
     return result
 
 
-def _pg_transaction(conn: Connection, op: Op[T]) -> T:
-    """`op` in a transaction on a connection in autocommit. A failed ROLLBACK (the connection
-    is gone) leaves the rest to the pool, which rolls back or discards the connection."""
-    conn.exec_driver_sql("BEGIN")
+def _pg_transaction(conn: Connection, op: Op[T], begin: str) -> T:
+    """`op` in a transaction on a connection in autocommit, begun by `begin`. A failed ROLLBACK
+    (the connection is gone) leaves the rest to the pool, which rolls back or discards the
+    connection."""
+    try:
+        conn.exec_driver_sql(begin)
+    except BaseException:
+        with contextlib.suppress(SQLAlchemyError, OSError):
+            conn.exec_driver_sql("ROLLBACK")  # (BEGIN ran, and a lock was refused)
+        raise
     try:
         result = op(conn)
     except BaseException:
@@ -321,7 +364,14 @@ class SqliteDatabase(Database):
                 raise
         return await asyncio.to_thread(_in_new_connection, self._threaded, op, "BEGIN")
 
-    async def write(self, op: Op[T], *, slow: bool = False, one_statement: bool = False) -> T:
+    async def write(
+        self,
+        op: Op[T],
+        *,
+        slow: bool = False,
+        one_statement: bool = False,
+        locks: Sequence[AdvisoryLock] = (),
+    ) -> T:
         async with self._write_lock:
             if slow:
                 result = await self._in_thread(op)
