@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,6 +22,7 @@ from rdev.domain.models import (
     CommandStatus,
     Event,
     EventType,
+    OutputLimitAction,
     Priority,
 )
 from rdev.ports import AuditFilter, CommandFilter, StartNow
@@ -386,3 +388,38 @@ async def test_submissions_and_claims_of_two_replicas_at_once_never_exceed_a_lim
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_a_submission_stores_every_field_on_both_databases(store: Store) -> None:
+    """On PostgreSQL the row is inserted by a statement built once with bound columns: what was
+    submitted is what is read back, its audit entry included."""
+    cmd = replace(
+        make_command(key_id="key000000001", idempotency_key="k-fields"),
+        argv=("sh", "-c", "echo 'ü' \"$X\""),
+        cwd="sub/dir",
+        env={"X": "1", "Y": "ü"},
+        timeout_seconds=77,
+        priority=Priority.HIGH,
+        on_output_limit=OutputLimitAction.KILL,
+    )
+    entry = AuditEntry(
+        id=None, at=T0, action="command.submit", actor_key_id="key000000001", target=cmd.id,
+        client_ip="127.0.0.1", request_id="req-1", outcome="ok",
+        details={"argv": list(cmd.argv), "n": 1}, project=cmd.project_id,
+    )  # fmt: skip
+    got = await store.commands.enqueue(cmd, first_event_of(cmd), max_queue=5, audit=entry)
+    stored = await store.commands.get(cmd.id)
+    assert stored == got.command == replace(cmd, status=CommandStatus.QUEUED)
+    page = await store.audit_log.list(AuditFilter(action="command.submit", limit=10))
+    assert [(e.target, e.details, e.request_id) for e in page.items] == [
+        (cmd.id, {"argv": list(cmd.argv), "n": 1}, "req-1")
+    ]
+
+
+def test_a_row_and_its_prebuilt_statement_cannot_drift_apart() -> None:
+    from rdev.adapters.sql.commands import _COMMAND_COLUMNS, _prefixed
+
+    row = dict.fromkeys(_COMMAND_COLUMNS)
+    assert set(_prefixed("c_", row, _COMMAND_COLUMNS)) == {"c_" + n for n in _COMMAND_COLUMNS}
+    with pytest.raises(AssertionError):
+        _prefixed("c_", row | {"new_column": 1}, _COMMAND_COLUMNS)
