@@ -115,6 +115,10 @@ async def bench(args: argparse.Namespace) -> Result:
         "CONCURRENT_COMMANDS": str(commands),
         "RDEV_REPLICA_MAX_COMMANDS": str(commands + 10),
         "RDEV_MAX_QUEUE": str(max(100, commands)),
+        # one key opens every stream: the per-key and per-replica stream limits (100 and 10,000
+        # by default, 429 TOO_MANY_STREAMS / 503 OVERLOADED past them) are raised above the count
+        "RDEV_MAX_STREAMS_PER_KEY": str(streams + 1_000),
+        "RDEV_MAX_STREAMS": str(streams + 1_000),
     }
     socks: list[socket.socket] = []
     async with server(env, launcher="rdev", db=args.db) as srv:
