@@ -154,7 +154,11 @@ async def _open_raw_stream(port: int, key: str, command_id: str) -> socket.socke
     await loop.sock_sendall(sock, request.encode())
     buf = b""
     while b"event: connected" not in buf:
-        buf += await loop.sock_recv(sock, 4096)
+        got = await loop.sock_recv(sock, 4096)
+        if not got:
+            sock.close()
+            raise RuntimeError(f"stream closed before `connected`: {buf[:300]!r}")
+        buf += got
     return sock
 
 
@@ -176,7 +180,11 @@ async def trace_stream_memory(streams: int) -> list[str]:
     import tracemalloc
 
     socks: list[socket.socket] = []
-    async with _serve_inprocess(concurrent_commands=10) as (port, key), _client(port, key) as c:
+    limits = {"max_streams_per_key": streams + 100, "max_streams": streams + 100}
+    async with (
+        _serve_inprocess(concurrent_commands=10, **limits) as (port, key),
+        _client(port, key) as c,
+    ):
         ids = [await submit(c, ["sleep", "600"], timeout_seconds=300) for _ in range(10)]
         await asyncio.sleep(1.5)
         try:
