@@ -162,3 +162,30 @@ async def test_two_replicas_on_one_postgres_hold_the_cap_and_limits_under_a_burs
         await _hold_every_slot(clients, project)
         accepted = await _burst(clients, project)
         await _drain_within_limit(clients, project, root / project, accepted, one_replica=False)
+
+
+@pytest.mark.postgres
+async def test_two_replicas_starting_a_burst_at_once_hold_the_project_limit(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Into an idle project, both replicas start commands in the submissions' own transactions:
+    exactly LIMIT of BURST answer `running` (from either replica), the rest queue at distinct
+    positions, and the limit holds while they drain."""
+    root = tmp_path / "ws"
+    project = f"idle-{uuid.uuid4().hex[:8]}"
+    make_project(root, project, f"max_concurrent_commands = {LIMIT}\n")
+    async with two_replicas(pg_url, root, tmp_path, RDEV_MAX_QUEUE=str(BURST)) as clients:
+        body = {"argv": ["sh", "-c", GATE.format(flag="open")]}
+        responses = await asyncio.gather(
+            *(clients[i % 2].post(f"/projects/{project}/shell", json=body) for i in range(BURST))
+        )
+        assert {r.status_code for r in responses} == {201}, [r.text for r in responses]
+        views = [r.json()["data"] for r in responses]
+        running = [v for v in views if v["status"] == "running"]
+        queued = [v for v in views if v["status"] == "queued"]
+        assert len(running) == LIMIT and len(queued) == BURST - LIMIT
+        assert all(v["queue_position"] is None for v in running)
+        assert sorted(v["queue_position"] for v in queued) == list(range(1, BURST - LIMIT + 1))
+        assert await _running(clients[0], project) == LIMIT
+        accepted = sorted(queued, key=lambda v: v["queue_position"])
+        await _drain_within_limit(clients, project, root / project, accepted, one_replica=False)

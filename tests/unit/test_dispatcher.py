@@ -5,11 +5,13 @@ whole lease period), the restart sweep, and never sweeping its own commands."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from rdev.adapters.bus.memory import InProcessBus
 from rdev.domain.errors import DatabaseUnavailable
+from rdev.domain.lifecycle import started_event
 from rdev.domain.models import Command, CommandStatus
 from rdev.runtime.dispatcher import Dispatcher
 from rdev.runtime.limits import DispatchLimits
@@ -241,6 +243,59 @@ def test_a_replicas_own_queue_notice_coming_back_over_the_bus_claims_nothing_mor
         await other.notify_queue()
         await _settle_for(loop, 0.2)
         assert claims - before == 2
+        await d.stop(grace_seconds=0, kill_wait_seconds=5)
+
+    run_virtual(main)
+
+
+def test_a_start_slot_held_by_a_submission_counts_against_claims_and_is_given_back() -> None:
+    """per_replica=3: a submission holding a slot leaves two to claim; a full or stopping
+    replica offers none; a slot comes back when the submission ends without starting."""
+
+    async def main(loop: VirtualTimeLoop) -> None:
+        w = World(loop)
+        w.backend.add_project("wide", max_concurrent=10)
+        for i in range(5):
+            await w.queue(f"cmd_w{i}", project="wide")
+        d = dispatcher(w)
+        with d.start_slot("wide") as start:
+            assert start is not None
+            assert (start.owner, start.project_limit) == ("r1", 2)  # not read yet: the default
+            assert start.lease_until - start.now == timedelta(seconds=LIMITS.lease_seconds)
+            await d.start()
+            await eventually(lambda: d.running_count == 2)
+            await _settle_for(loop, 2)
+            assert d.running_count == 2  # the held slot is not claimed
+        await eventually(lambda: d.running_count == 3)  # given back: claimed at the next poll
+        with d.start_slot("wide") as start:
+            assert start is None  # the replica is full
+        await d.stop(grace_seconds=0, kill_wait_seconds=5)
+        with d.start_slot("wide") as start:
+            assert start is None  # stopping: nothing starts here any more
+
+    run_virtual(main)
+
+
+def test_a_command_started_in_its_submission_runs_as_a_claimed_one_does() -> None:
+    async def main(loop: VirtualTimeLoop) -> None:
+        w = World(loop)
+        d = dispatcher(w)
+        await d.start()
+        cmd = await w.queue("cmd_now")
+        with d.start_slot("demo") as start:
+            assert start is not None
+            started = [
+                replace(cmd, status=CommandStatus.RUNNING, started_at=start.now,
+                        lease_owner=start.owner, lease_expires_at=start.lease_until)
+            ]  # fmt: skip
+            w.store.commands[cmd.id] = started[0]  # as enqueue(start=...) stores it
+            await w.log.append([started_event(cmd.id)])
+            d.launch(started[0])
+        assert d.running_count == 1
+        await eventually(lambda: "cmd_now" in w.backend.started)
+        w.backend.started["cmd_now"].exit(0)
+        await eventually(lambda: w.store.commands["cmd_now"].status is CommandStatus.SUCCEEDED)
+        assert [cid for cid, _ in w.ended] == ["cmd_now"]
         await d.stop(grace_seconds=0, kill_wait_seconds=5)
 
     run_virtual(main)
