@@ -23,7 +23,6 @@ from rdev.adapters.http.browser import redact_access_log
 from rdev.adapters.http.capacity import StreamSlots
 from rdev.adapters.http.connections import ConnectionGuard, protocol_class
 from rdev.adapters.http.drain import DrainingServer, InFlight
-from rdev.adapters.http.lean import streams_first
 from rdev.adapters.http.metrics import MetricsListener, Scrape, queued_by_project
 from rdev.adapters.http.ratelimit import Limits
 from rdev.adapters.http.refusals import RefusalAudit
@@ -384,7 +383,7 @@ def server_config(app: App, asgi: Any = None, **overrides: Any) -> uvicorn.Confi
         "proxy_headers": False,  # rdev resolves client IPs itself, from RDEV_TRUSTED_PROXIES
         "server_header": False,
     }
-    config = uvicorn.Config(asgi or streams_first(app.http), **(options | overrides))
+    config = uvicorn.Config(asgi or app.http, **(options | overrides))
     redact_access_log()  # after uvicorn has configured its loggers
     return config
 
@@ -392,7 +391,7 @@ def server_config(app: App, asgi: Any = None, **overrides: Any) -> uvicorn.Confi
 def make_server(app: App, **overrides: Any) -> DrainingServer:
     """The server `rdev serve` runs: SIGTERM is handled by the shutdown budget
     (adapters/http/drain.py)."""
-    inflight = InFlight(streams_first(app.http))
+    inflight = InFlight(app.http)
     return DrainingServer(
         server_config(app, inflight, **overrides),
         plan=app.settings.shutdown_plan,

@@ -137,22 +137,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "INTERNAL_ERROR", "internal error", request_id_of(request))
 
 
-# the error table's handlers, most specific first (the classes are otherwise unrelated)
-_HANDLERS = (
-    (e.RdevError, _rdev_error),
-    (RequestValidationError, _validation_error),
-    (StarletteHTTPException, _http_error),
-    (Exception, _unexpected),
-)
-
-
 def install(app: FastAPI) -> None:
-    for cls, handler in _HANDLERS:
-        app.add_exception_handler(cls, handler)
-
-
-async def respond(request: Request, exc: Exception) -> JSONResponse:
-    """The answer the app's exception handlers give `exc`: for a route that answers its own
-    errors (lean.py), outside the app's exception middleware."""
-    handler = next(h for cls, h in _HANDLERS if isinstance(exc, cls))
-    return await handler(request, exc)
+    app.add_exception_handler(e.RdevError, _rdev_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -19,27 +19,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Match, Route
-from starlette.types import ASGIApp, Receive, Send
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Send
 from starlette.types import Scope as AsgiScope
 
-from rdev.adapters.http import errors
-from rdev.adapters.http.browser import TokenGuard
-from rdev.adapters.http.capacity import InFlightLimit
 from rdev.adapters.http.deps import Caller, KeyAuth, LeanHandler, caller_for
 from rdev.adapters.http.state import HttpServices
 from rdev.domain.errors import InvalidInput
 from rdev.domain.models import Scope
 
 F = TypeVar("F", bound=Callable[..., Any])
-STREAM_PATH = "/commands/{command_id}/events"
-# middleware that passes GET STREAM_PATH through untouched (test_streams_first.py checks it)
-PASSED_THROUGH = (TokenGuard, InFlightLimit)
 _ATTR = "__rdev_lean__"
 # schema keywords a twin's parameter may carry: documentation, or rules `_Param` checks
 _KNOWN = {"type", "maxLength", "title", "description", "examples", "anyOf"}
@@ -126,49 +119,13 @@ class _Lean:
         self.params = params
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        """Errors before the response (refused, not found, a bad resume point) are answered
-        here, by the app's handlers (errors.respond): the route needs no exception middleware
-        around it, and a stream holds none of its frames (see streams_first)."""
         request = Request(scope, receive)
-        try:
-            svc: HttpServices = request.app.state.services
-            caller = await self.authorize(request, svc, self.scope)
-            for param in self.params:
-                param.check(request)
-            response = await self.handler(request, caller, svc)
-        except Exception as exc:
-            response = await errors.respond(request, exc)
+        svc: HttpServices = request.app.state.services
+        caller = await self.authorize(request, svc, self.scope)
+        for param in self.params:
+            param.check(request)
+        response = await self.handler(request, caller, svc)
         await response(scope, receive, send)
-
-
-def streams_first(app: FastAPI) -> ASGIApp:
-    """`app`, with `GET /commands/{id}/events` served by a shorter stack than the app's own.
-
-    An open stream holds a suspended frame (and often a wrapped `send`) in every layer around
-    it, for as long as it is open. Here its request passes the app's own middleware that acts
-    on it (CORS, request metrics, the edge: request id, client IP, body limit) straight to its
-    lean route, which answers its own errors: not FastAPI's and Starlette's layers (server
-    errors, telemetry, body limit, exception handling, exit stack, router), nor TokenGuard and
-    InFlightLimit, which pass this path through untouched (tests/unit/test_streams_first.py).
-    Measured with bench.idle_streams: 23.4 KB a stream through the app, 17.9 KB here."""
-    route = next(r for r in app.router.routes if isinstance(r, Route) and r.path == STREAM_PATH)
-    stack: ASGIApp = route.app
-    for middleware in reversed(app.user_middleware):
-        factory: Any = middleware.cls
-        if factory not in PASSED_THROUGH:
-            stack = factory(stack, *middleware.args, **middleware.kwargs)
-
-    async def serve(scope: AsgiScope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            match, child = route.matches(scope)
-            if match is Match.FULL:
-                scope.update(child)
-                scope["app"] = app
-                await stack(scope, receive, send)
-                return
-        await app(scope, receive, send)
-
-    return serve
 
 
 def _key_scope(dependant: Dependant) -> Scope:
